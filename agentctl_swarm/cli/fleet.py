@@ -1,9 +1,356 @@
-"""CLI commands: sync (registered on the main app by `register`)."""
+"""CLI commands for fleets: validate, schema, apply, diff, get, delete, logs, restart, stop.
+
+Only parsing and printing live here; the work is in agentctl_swarm.controller.
+Exit codes: 0 success; 1 an operation failed (or, for `diff`, there are changes);
+2 the fleet file or the arguments are wrong (nothing was changed); 3 Podman is unreachable.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from agentctl_swarm.controller.executor import Outcome
+from agentctl_swarm.controller.lock import LockTimeout
+from agentctl_swarm.controller.planner import Kind, Plan
+from agentctl_swarm.fleet.loader import FleetError, LoadedFleet, load_fleet
+from agentctl_swarm.podman.backend import PodmanBackend, PodmanError, PodmanUnavailable
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+FleetFile = Annotated[Path, typer.Option("-f", "--file", help="The fleet file (YAML).", show_default=False)]
+
+
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the `agentctl` app."""
+    """Add the fleet commands to the `agentctl` app."""
+    for command in (validate, schema, apply, diff, get, delete, logs, restart, stop):
+        app.command()(command)
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _load(path: Path) -> LoadedFleet:
+    try:
+        return load_fleet(path)
+    except FleetError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), soft_wrap=True, markup=False)
+        n = len(exc.problems)
+        err.print(f"{n} problem{'s' if n != 1 else ''} in {path}; nothing was changed.")
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn the project's expected failures into one clear line and an exit code."""
+    try:
+        yield
+    except FleetError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), soft_wrap=True, markup=False)
+        err.print("nothing was changed.")
+        raise typer.Exit(2) from None
+    except PodmanUnavailable as exc:
+        _fail(str(exc), 3)
+    except (PodmanError, LockTimeout) as exc:
+        _fail(str(exc), 1)
+
+
+def _backend() -> PodmanBackend:
+    backend = PodmanBackend()
+    backend.ping()
+    return backend
+
+
+def _print_plan(plan: Plan) -> None:
+    styles = {
+        Kind.CREATE: ("+", "green"),
+        Kind.RECREATE: ("~", "yellow"),
+        Kind.START: ("^", "cyan"),
+        Kind.DELETE: ("-", "red"),
+        Kind.ORPHAN: ("?", "magenta"),
+    }
+    for action in plan.actions:
+        if action.kind in styles:
+            mark, style = styles[action.kind]
+            out.print(f"[{style}]{mark} {action.kind.value:<8} {action.name}[/{style}]  ({action.reason})")
+    out.print(f"plan: {plan.summary()}")
+
+
+_PAST = {
+    Kind.CREATE: "created",
+    Kind.RECREATE: "recreated",
+    Kind.START: "started",
+    Kind.DELETE: "deleted",
+    Kind.KEEP: "kept",
+    Kind.ORPHAN: "left",
+}
+
+
+@contextmanager
+def _progress(total_label: str) -> Iterator[tuple[Callable[[Plan], None], Callable[[Outcome], None]]]:
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    task: dict[str, Any] = {}
+
+    def on_plan(plan: Plan) -> None:
+        _print_plan(plan)
+        task["id"] = progress.add_task(total_label, total=len(plan.changes))
+
+    def on_done(outcome: Outcome) -> None:
+        action = outcome.action
+        if outcome.ok:
+            out.print(f"  {_PAST[action.kind]} {action.name} ({outcome.seconds:.1f}s)")
+        else:
+            err.print(f"  [red]failed[/red] to {action.kind.value} {action.name}: {outcome.error}", soft_wrap=True)
+        if "id" in task:
+            progress.advance(task["id"])
+
+    with progress:
+        yield on_plan, on_done
+
+
+def _emit(rows: list[dict[str, Any]], output: Output, columns: list[tuple[str, str]]) -> None:
+    if output is Output.json:
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+    elif output is Output.yaml:
+        from ruamel.yaml import YAML
+
+        yaml = YAML(typ="safe", pure=True)
+        yaml.default_flow_style = False
+        yaml.dump(rows, sys.stdout)
+    else:
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for _, title in columns:
+            table.add_column(title)
+        for row in rows:
+            table.add_row(*[_cell(row.get(key)) for key, _ in columns])
+        out.print(table)
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _uptime(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return f"{seconds // 86400}d"
+
+
+def _find(backend: PodmanBackend, agent: str, fleet: str | None) -> str:
+    """Container name for an agent given as container name or swarm-<role>-NNN."""
+    matches = [o for o in backend.list_owned(fleet) if agent in {o.name, o.agent}]
+    if not matches:
+        where = f" in fleet {fleet!r}" if fleet else ""
+        _fail(f"no agent {agent!r}{where}; `agentctl get` lists them", 1)
+    if len(matches) > 1:
+        names = ", ".join(o.name for o in matches)
+        _fail(f"{agent!r} is in several fleets ({names}); pass --fleet NAME or the container name", 2)
+    return matches[0].name
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def validate(file: Annotated[Path, typer.Argument(help="The fleet file to check.")]) -> None:
+    """Check a fleet file and report every problem as FILE:LINE:COL: field: message."""
+    loaded = _load(file)
+    n = sum(a.replicas for a in loaded.fleet.agents)
+    out.print(f"{file}: fleet {loaded.fleet.name!r} is valid ({len(loaded.fleet.agents)} roles, {n} agents)")
+
+
+def schema() -> None:
+    """Print the fleet file's JSON Schema (point your editor's YAML plugin at it)."""
+    from agentctl_swarm.fleet.model import Fleet
+
+    data = Fleet.model_json_schema(by_alias=True)
+    data["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    data["title"] = "agentctl fleet file (apiVersion agentctl.io/v1)"
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def apply(
+    file: FleetFile,
+    prune: Annotated[bool, typer.Option(help="Delete this fleet's agents that the file no longer lists.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and change nothing.")] = False,
+    force: Annotated[bool, typer.Option(help="Remove containers even when their final sync fails.")] = False,
+    concurrency: Annotated[int | None, typer.Option(help="Parallel Podman operations (default 8).")] = None,
+) -> None:
+    """Make Podman match the fleet file: create, recreate changed agents, start stopped ones.
+
+    Re-applying an unchanged file changes nothing. Changing one agent recreates only it.
+    Containers without agentctl's labels are never touched.
+    """
+    from agentctl_swarm.controller.apply import apply_fleet
+
+    loaded = _load(file)
+    with _errors():
+        backend = _backend()
+        with _progress("applying") as (on_plan, on_done):
+            result = apply_fleet(
+                loaded,
+                backend,
+                prune=prune,
+                dry_run=dry_run,
+                force=force,
+                concurrency=concurrency,
+                on_plan=on_plan,
+                on_done=on_done,
+                on_wait=lambda m: err.print(m),
+            )
+    if dry_run:
+        out.print("dry run: nothing was changed.")
+        return
+    if result.failed:
+        _fail(f"{len(result.failed)} of {len(result.outcomes)} changes failed; re-run apply to retry", 1)
+    if result.outcomes:
+        out.print(f"fleet {loaded.fleet.name!r}: {len(result.outcomes)} changed.")
+
+
+def diff(
+    file: FleetFile,
+    prune: Annotated[bool, typer.Option(help="Show deletions that apply --prune would make.")] = False,
+) -> None:
+    """Show what apply would change. Exit 0: nothing; 1: changes; 2 or more: error."""
+    from agentctl_swarm.controller.apply import diff_fleet
+
+    loaded = _load(file)
+    with _errors():
+        plan = diff_fleet(loaded, _backend(), prune=prune)
+    _print_plan(plan)
+    raise typer.Exit(1 if plan.has_changes else 0)
+
+
+def get(
+    file: Annotated[Path | None, typer.Option("-f", "--file", help="Only this fleet's agents.")] = None,
+    fleet: Annotated[str | None, typer.Option(help="Only this fleet (by name).")] = None,
+    output: Annotated[Output, typer.Option("-o", "--output", help="table, json or yaml.")] = Output.table,
+) -> None:
+    """List agents: name, role, state, restarts, container id, uptime."""
+    from agentctl_swarm.controller.status import fleet_status
+
+    name = _load(file).fleet.name if file else fleet
+    with _errors():
+        rows = [s.as_dict() for s in fleet_status(_backend(), name)]
+    for row in rows:
+        row["uptime"] = _uptime(row["uptime_seconds"])
+    if not rows and output is Output.table:
+        out.print("no agents" + (f" in fleet {name!r}" if name else ""))
+        return
+    _emit(
+        rows,
+        output,
+        [
+            ("agent", "AGENT"),
+            ("fleet", "FLEET"),
+            ("role", "ROLE"),
+            ("state", "STATE"),
+            ("agent_status", "STATUS"),
+            ("restarts", "RESTARTS"),
+            ("container_id", "CONTAINER"),
+            ("uptime", "UPTIME"),
+        ],
+    )
+
+
+def delete(
+    file: FleetFile,
+    volumes: Annotated[bool, typer.Option("--volumes", help="Also delete workspaces, state and secrets.")] = False,
+    force: Annotated[bool, typer.Option(help="Remove even when the final sync fails.")] = False,
+) -> None:
+    """Remove the fleet's containers (after a final sync). Volumes stay unless --volumes."""
+    from agentctl_swarm.controller.apply import delete_fleet
+
+    loaded = _load(file)
+    with _errors():
+        backend = _backend()
+        with _progress("deleting") as (on_plan, on_done):
+            result, removed = delete_fleet(
+                loaded, backend, volumes=volumes, force=force, on_plan=on_plan, on_done=on_done, on_wait=lambda m: err.print(m)
+            )
+    if result.failed:
+        _fail(f"{len(result.failed)} removals failed; nothing else was lost. Fix the cause or use --force", 1)
+    for volume in removed:
+        out.print(f"  removed volume {volume}")
+    if not volumes and result.outcomes:
+        out.print("volumes kept (workspaces and state); `agentctl delete --volumes` removes them.")
+
+
+def logs(
+    agent: Annotated[str, typer.Argument(help="Agent (swarm-role-NNN) or container name.")],
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new lines.")] = False,
+    tail: Annotated[int | None, typer.Option("--tail", help="Only the last N lines.")] = None,
+    fleet: Annotated[str | None, typer.Option(help="The fleet, when the name is ambiguous.")] = None,
+) -> None:
+    """Print an agent's output (its supervisor and agent process)."""
+    with _errors():
+        backend = _backend()
+        name = _find(backend, agent, fleet)
+        try:
+            for chunk in backend.logs(name, follow=follow, tail=tail):
+                sys.stdout.buffer.write(chunk if chunk.endswith(b"\n") else chunk + b"\n")
+                sys.stdout.buffer.flush()
+        except KeyboardInterrupt:
+            pass
+
+
+def restart(
+    agent: Annotated[str, typer.Argument(help="Agent (swarm-role-NNN) or container name.")],
+    fleet: Annotated[str | None, typer.Option(help="The fleet, when the name is ambiguous.")] = None,
+) -> None:
+    """Restart one agent's container (gracefully: SIGTERM, grace period, then SIGKILL)."""
+    with _errors():
+        backend = _backend()
+        name = _find(backend, agent, fleet)
+        backend.restart(name)
+    out.print(f"restarted {name}")
+
+
+def stop(
+    agent: Annotated[str, typer.Argument(help="Agent (swarm-role-NNN) or container name.")],
+    fleet: Annotated[str | None, typer.Option(help="The fleet, when the name is ambiguous.")] = None,
+) -> None:
+    """Stop one agent's container; `agentctl apply` starts it again."""
+    with _errors():
+        backend = _backend()
+        name = _find(backend, agent, fleet)
+        backend.stop(name)
+    out.print(f"stopped {name}")

@@ -1,0 +1,83 @@
+"""What `agentctl get` shows: Podman's view of each agent plus its supervisor's state.json.
+
+Restarts count both levels: Podman restarting the container and the in-container
+supervisor restarting the agent process.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from agentctl_swarm.fleet.render import STATE_DIR
+from agentctl_swarm.podman.backend import ObservedContainer, PodmanBackend
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    name: str
+    agent: str
+    fleet: str
+    role: str
+    state: str
+    agent_status: str
+    restarts: int
+    container_id: str
+    uptime_seconds: float | None
+    spec_hash: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "agent": self.agent,
+            "fleet": self.fleet,
+            "role": self.role,
+            "state": self.state,
+            "agent_status": self.agent_status,
+            "restarts": self.restarts,
+            "container_id": self.container_id,
+            "uptime_seconds": None if self.uptime_seconds is None else round(self.uptime_seconds, 1),
+            "spec_hash": self.spec_hash,
+        }
+
+
+def fleet_status(backend: PodmanBackend, fleet: str | None = None, *, concurrency: int = 8) -> list[AgentStatus]:
+    observed = backend.list_owned(fleet)
+    if not observed:
+        return []
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(observed))) as pool:
+        return list(pool.map(lambda o: _status(backend, o), observed))
+
+
+def _status(backend: PodmanBackend, observed: ObservedContainer) -> AgentStatus:
+    container_restarts = backend.restart_count(observed.name) or 0
+    state = _supervisor_state(backend, observed.name)
+    supervisor_restarts = int(state.get("restarts", 0) or 0) if state else 0
+    uptime = None
+    if observed.running and observed.started_at is not None:
+        uptime = (datetime.now(timezone.utc) - observed.started_at).total_seconds()
+    return AgentStatus(
+        name=observed.name,
+        agent=observed.agent,
+        fleet=observed.fleet,
+        role=observed.role,
+        state=observed.state,
+        agent_status=str(state.get("status", "-")) if state else "-",
+        restarts=container_restarts + supervisor_restarts,
+        container_id=observed.id,
+        uptime_seconds=uptime,
+        spec_hash=observed.spec_hash,
+    )
+
+
+def _supervisor_state(backend: PodmanBackend, name: str) -> dict[str, object] | None:
+    raw = backend.read_file(name, f"{STATE_DIR}/state.json")
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None

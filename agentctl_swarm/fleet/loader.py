@@ -1,0 +1,281 @@
+"""Load a fleet file and report every problem at once as ``FILE:LINE:COL: field: message``.
+
+YAML is parsed with ruamel.yaml's round-trip loader because it remembers where each key
+and value stood; pydantic then validates, and each of its errors is mapped back to a
+line and column. Cross-field rules (duplicate roles, sensitive mounts) run afterwards on
+the validated model and are located the same way. Nothing here touches Podman, so a bad
+file is reported before anything changes.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError
+
+from agentctl_swarm.fleet.model import AgentSpec, Defaults, Fleet
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a fleet file, located precisely enough to jump to."""
+
+    file: str
+    line: int
+    column: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class FleetError(Exception):
+    """A fleet file that cannot be used; carries every problem found, in file order."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column, p.field))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass(frozen=True)
+class LoadedFleet:
+    """A valid fleet plus where it came from (kept to locate later, apply-time errors)."""
+
+    fleet: Fleet
+    path: Path
+    tree: Any
+
+    def locate(self, loc: Loc, message: str) -> Problem:
+        """A problem for ``loc`` in this file (used for errors found after loading)."""
+        line, col = _position(self.tree, loc, key=False)
+        return Problem(str(self.path), line, col, _dotted(loc), message)
+
+
+def load_fleet(path: str | Path) -> LoadedFleet:
+    """Read and validate a fleet file; raise FleetError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FleetError([Problem(str(path), 1, 1, "", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FleetError([Problem(str(path), 1, 1, "", f"cannot read file: {exc}")]) from None
+    return load_fleet_text(text, str(path))
+
+
+def load_fleet_text(text: str, filename: str = "<fleet>") -> LoadedFleet:
+    """Validate fleet YAML given as text (``filename`` is used in messages)."""
+    tree = _parse_yaml(text, filename)
+    if tree is None:
+        raise FleetError([Problem(filename, 1, 1, "", "the file is empty; see `agentctl schema`")])
+    if not isinstance(tree, CommentedMap):
+        raise FleetError(
+            [Problem(filename, 1, 1, "", "the top level must be a mapping (apiVersion, kind, ...)")]
+        )
+    try:
+        fleet = Fleet.model_validate(_plain(tree))
+    except ValidationError as exc:
+        problems = [_from_pydantic(err, tree, filename) for err in exc.errors()]
+        raise FleetError(_dedupe(problems)) from None
+    problems = [_located(tree, filename, loc, msg) for loc, msg in semantic_problems(fleet)]
+    if problems:
+        raise FleetError(problems)
+    return LoadedFleet(fleet=fleet, path=Path(filename), tree=tree)
+
+
+def semantic_problems(fleet: Fleet) -> list[tuple[Loc, str]]:
+    """Rules that span fields or need the whole fleet (pure; each with its location)."""
+    problems: list[tuple[Loc, str]] = []
+    seen: dict[str, int] = {}
+    for index, agent in enumerate(fleet.agents):
+        if agent.role in seen:
+            problems.append(
+                (("agents", index, "role"), f"role {agent.role!r} is already used by agents[{seen[agent.role]}]")
+            )
+        else:
+            seen[agent.role] = index
+    for base, spec in agent_field_sources(fleet):
+        for vindex, volume in enumerate(spec.volumes or []):
+            hit = volume.sensitive_match()
+            if hit and not volume.allow_sensitive:
+                problems.append(
+                    (
+                        (*base, "volumes", vindex, "source"),
+                        f"mounting {volume.source!r} exposes {hit} (credentials or host control) "
+                        "to the agent; set `allow_sensitive: true` on this volume if you mean it",
+                    )
+                )
+        names: set[str] = set()
+        for sindex, secret in enumerate(spec.secrets or []):
+            if secret.name in names:
+                problems.append(((*base, "secrets", sindex, "name"), f"secret {secret.name!r} is listed twice"))
+            names.add(secret.name)
+    return problems
+
+
+def agent_field_sources(fleet: Fleet) -> Iterable[tuple[Loc, Defaults | AgentSpec]]:
+    """`defaults` and each agent, with their locations: the places per-agent fields live."""
+    yield ("defaults",), fleet.defaults
+    for index, agent in enumerate(fleet.agents):
+        yield ("agents", index), agent
+
+
+# -- YAML ---------------------------------------------------------------------------------
+
+
+def _parse_yaml(text: str, filename: str) -> Any:
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        return yaml.load(text)
+    except DuplicateKeyError as exc:
+        mark = exc.problem_mark
+        key = str(exc.problem).split('"')[1] if '"' in str(exc.problem) else ""
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise FleetError([Problem(filename, line, col, key, "duplicate key; keep only one")]) from None
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = exc.problem or exc.context or "invalid YAML"
+        raise FleetError([Problem(filename, line, col, "", f"YAML syntax error: {what}")]) from None
+    except Exception as exc:  # ruamel raises a few unmarked errors (e.g. bad unicode)
+        raise FleetError([Problem(filename, 1, 1, "", f"cannot parse YAML: {exc}")]) from None
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's commented containers as plain dicts/lists for pydantic."""
+    if isinstance(node, CommentedMap):
+        return {str(k) if not isinstance(k, str) else k: _plain(v) for k, v in node.items()}
+    if isinstance(node, CommentedSeq):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _position(tree: Any, loc: Loc, *, key: bool) -> tuple[int, int]:
+    """1-based line/column of ``loc``: of its key when ``key``, else of its value.
+
+    Walks as deep as the path exists; a missing tail points at the deepest node found.
+    """
+    node, line, col = tree, 1, 1
+    if hasattr(tree, "lc"):
+        line, col = tree.lc.line + 1, tree.lc.col + 1
+    for depth, part in enumerate(loc):
+        last = depth == len(loc) - 1
+        if isinstance(node, CommentedMap) and part in node:
+            kline, kcol = node.lc.key(part)
+            vline, vcol = node.lc.value(part)
+            line, col = (kline + 1, kcol + 1) if (key and last) else (vline + 1, vcol + 1)
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            iline, icol = node.lc.item(part)
+            line, col = iline + 1, icol + 1
+            node = node[part]
+        else:
+            break
+    return line, col
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _located(tree: Any, filename: str, loc: Loc, message: str) -> Problem:
+    line, col = _position(tree, loc, key=False)
+    return Problem(filename, line, col, _dotted(loc), message)
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    """The model class whose fields live at ``loc`` (for "did you mean" suggestions)."""
+    model: type[BaseModel] | None = Fleet
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if model is None:
+            return None
+        fields = {f.alias or n: f for n, f in model.model_fields.items()}
+        field = fields.get(str(part))
+        model = _field_model(field.annotation) if field else None
+    return model
+
+
+def _field_model(annotation: Any) -> type[BaseModel] | None:
+    """The BaseModel inside an annotation like ``X | None`` or ``list[X]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _field_model(arg)
+        if found is not None:
+            return found
+    # Annotated[...] keeps its origin in __origin__/__metadata__
+    origin = getattr(annotation, "__origin__", None)
+    if origin is not None and origin is not annotation:
+        return _field_model(origin)
+    return None
+
+
+def _known_keys(model: type[BaseModel]) -> list[str]:
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _from_pydantic(err: dict[str, Any], tree: Any, filename: str) -> Problem:
+    loc: Loc = tuple(err["loc"])
+    kind = err["type"]
+    # Errors raised by a model validator carry no field; pydantic reports them on the model.
+    if kind == "extra_forbidden":
+        parent, key = loc[:-1], str(loc[-1])
+        line, col = _position(tree, loc, key=True)
+        model = _model_at(parent)
+        known = _known_keys(model) if model else []
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else (
+            f"; allowed here: {', '.join(sorted(known))}" if known else ""
+        )
+        return Problem(filename, line, col, _dotted(loc), f"unknown key {key!r}{hint}")
+    if kind == "missing":
+        line, col = _position(tree, loc[:-1], key=False)
+        return Problem(filename, line, col, _dotted(loc), "required field is missing")
+    line, col = _position(tree, loc, key=False)
+    return Problem(filename, line, col, _dotted(loc), _message(err))
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind, msg = err["type"], err["msg"]
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"got {err.get('input')!r}; expected {expected}"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"{msg} (got {err.get('input')!r})"
+    return msg
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    """pydantic reports one bad value once per union member; keep the most useful."""
+    seen: dict[tuple[int, int, str], Problem] = {}
+    for problem in problems:
+        key = (problem.line, problem.column, _strip_union(problem.field))
+        if key not in seen:
+            seen[key] = Problem(problem.file, problem.line, problem.column, _strip_union(problem.field), problem.message)
+    return list(seen.values())
+
+
+def _strip_union(field: str) -> str:
+    """Drop pydantic's union-member names (``cpus.float``) from a dotted path."""
+    parts = [p for p in field.split(".") if p not in {"str", "int", "float", "bool", "list[str]", "function-after[_memory(), union[str,int]]"}]
+    return ".".join(parts)

@@ -1,0 +1,247 @@
+"""Render a fleet into one container spec per agent (pure, deterministic).
+
+The spec is everything the controller will ask Podman for. Its hash goes into the
+``io.agentctl.spec-hash`` label, so the planner can tell a changed agent from an unchanged
+one by comparing labels alone, without inspecting containers one by one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from agentctl_swarm.fleet.model import AgentSpec, Fleet, RepoSpec, Resources, SecretSpec
+
+LABEL_FLEET = "io.agentctl.fleet"
+LABEL_AGENT = "io.agentctl.agent"
+LABEL_ROLE = "io.agentctl.role"
+LABEL_SPEC_HASH = "io.agentctl.spec-hash"
+LABEL_KIND = "io.agentctl.kind"
+
+DEFAULT_IMAGE = "localhost/agentctl-agent:latest"
+DEFAULT_GRACE = 10.0
+DEFAULT_RESOURCES = Resources(memory="512m", cpus=1.0, pids=256)
+WORKSPACE_DIR = "/workspace"
+STATE_DIR = "/state"
+AGENT_UID = 1000
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A named volume or host path mounted into the container."""
+
+    source: str
+    target: str
+    read_only: bool = False
+    kind: str = "volume"  # "volume" (named) or "bind" (host path)
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A Podman secret the container receives; the value lives only in Podman."""
+
+    podman_name: str
+    name: str
+    env: str | None  # exposed as this env var, or None when mounted as a file
+    source_env: str | None
+    source_file: str | None
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """One agent container, fully resolved."""
+
+    fleet: str
+    role: str
+    index: int
+    agent: str
+    name: str
+    image: str
+    command: list[str]
+    env: dict[str, str]
+    labels: dict[str, str]
+    mounts: list[Mount]
+    secrets: list[SecretRef]
+    network: str
+    memory_bytes: int | None
+    nano_cpus: int | None
+    pids: int | None
+    restart: str
+    restart_retries: int | None
+    grace_seconds: float
+    user: str = f"{AGENT_UID}:{AGENT_UID}"
+    repo: RepoSpec | None = None
+    spec_hash: str = field(default="", compare=False)
+
+    @property
+    def workspace_volume(self) -> str:
+        return volume_name(self.fleet, self.agent, "workspace")
+
+    @property
+    def state_volume(self) -> str:
+        return volume_name(self.fleet, self.agent, "state")
+
+    @property
+    def stop_timeout(self) -> int:
+        """Podman's stop timeout: the supervisor's grace plus time to report."""
+        return int(self.grace_seconds) + 5
+
+
+def agent_name(role: str, index: int) -> str:
+    """``swarm-<role>-NNN``: the agent's name on the channel and in labels."""
+    return f"swarm-{role}-{index:03d}"
+
+
+def container_name(fleet: str, agent: str) -> str:
+    """Container names carry the fleet so two fleets never collide."""
+    return f"{fleet}-{agent}"
+
+
+def volume_name(fleet: str, agent: str, purpose: str) -> str:
+    return f"{fleet}-{agent}-{purpose}"
+
+
+def secret_name(fleet: str, name: str) -> str:
+    return f"agentctl-{fleet}-{name.lower()}"
+
+
+def render_fleet(fleet: Fleet, *, home: Path | None = None, server_url: str | None = None) -> list[ContainerSpec]:
+    """Every agent of the fleet, replicas expanded, in a stable order."""
+    home = home or Path.home()
+    specs: list[ContainerSpec] = []
+    for agent in fleet.agents:
+        for index in range(agent.replicas):
+            specs.append(render_agent(fleet, agent, index, home=home, server_url=server_url))
+    return specs
+
+
+def render_agent(
+    fleet: Fleet, agent: AgentSpec, index: int, *, home: Path, server_url: str | None = None
+) -> ContainerSpec:
+    """One replica of ``agent``: defaults merged, names derived, hardened, hashed."""
+    d = fleet.defaults
+    name = agent_name(agent.role, index)
+    resources = (agent.resources or Resources()).merged_over(d.resources).merged_over(DEFAULT_RESOURCES)
+    grace = agent.grace_seconds or d.grace_seconds or DEFAULT_GRACE
+
+    env: dict[str, str] = {}
+    env.update(d.env or {})
+    env.update(agent.env or {})
+    env.update(
+        {
+            "AGENTCTL_FLEET": fleet.name,
+            "AGENTCTL_ROLE": agent.role,
+            "AGENTCTL_AGENT": name,
+            "AGENT_NAME": name,
+        }
+    )
+    url = fleet.server or server_url
+    if url:
+        env["AGENTCHAT_URL"] = url
+
+    labels: dict[str, str] = {}
+    labels.update(fleet.metadata.labels)
+    labels.update(d.labels or {})
+    labels.update(agent.labels or {})
+    labels.update(
+        {
+            LABEL_FLEET: fleet.name,
+            LABEL_AGENT: name,
+            LABEL_ROLE: agent.role,
+            LABEL_KIND: "agent",
+        }
+    )
+
+    mounts = [
+        Mount(volume_name(fleet.name, name, "workspace"), WORKSPACE_DIR),
+        Mount(volume_name(fleet.name, name, "state"), STATE_DIR),
+    ]
+    for volume in [*(d.volumes or []), *(agent.volumes or [])]:
+        source = _expand_home(volume.source, home) if volume.is_host_path else volume.source
+        mounts.append(
+            Mount(source, volume.target, volume.read_only, "bind" if volume.is_host_path else "volume")
+        )
+
+    secrets = _merge_secrets(d.secrets or [], agent.secrets or [])
+    command = [
+        "agentctl-agent",
+        "supervise",
+        "--state-dir",
+        STATE_DIR,
+        "--workspace",
+        WORKSPACE_DIR,
+        "--grace",
+        _fmt(grace),
+        "--",
+        *(agent.command or []),
+    ]
+    spec = ContainerSpec(
+        fleet=fleet.name,
+        role=agent.role,
+        index=index,
+        agent=name,
+        name=container_name(fleet.name, name),
+        image=agent.image or d.image or DEFAULT_IMAGE,
+        command=command,
+        env=env,
+        labels=labels,
+        mounts=mounts,
+        secrets=[
+            SecretRef(
+                podman_name=secret_name(fleet.name, s.name),
+                name=s.name,
+                env=None if s.as_file else (s.env or s.name),
+                source_env=s.from_env,
+                source_file=s.from_file,
+            )
+            for s in secrets
+        ],
+        network=agent.network or d.network or "host",
+        memory_bytes=resources.memory_bytes,
+        nano_cpus=None if resources.cpus is None else int(resources.cpus * 1e9),
+        pids=resources.pids,
+        restart=agent.restart or d.restart or "on-failure",
+        restart_retries=agent.restart_retries if agent.restart_retries is not None else d.restart_retries,
+        grace_seconds=grace,
+        repo=agent.repo or d.repo or fleet.repo,
+    )
+    digest = spec_hash(spec)
+    return _with_hash(spec, digest)
+
+
+def spec_hash(spec: ContainerSpec) -> str:
+    """A stable digest of everything that shapes the container (16 hex chars)."""
+    data = asdict(spec)
+    data.pop("spec_hash", None)
+    data["labels"] = {k: v for k, v in spec.labels.items() if k != LABEL_SPEC_HASH}
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _with_hash(spec: ContainerSpec, digest: str) -> ContainerSpec:
+    labels = {**spec.labels, LABEL_SPEC_HASH: digest}
+    return ContainerSpec(**{**_shallow(spec), "labels": labels, "spec_hash": digest})
+
+
+def _shallow(spec: ContainerSpec) -> dict[str, object]:
+    return {f: getattr(spec, f) for f in spec.__dataclass_fields__}
+
+
+def _merge_secrets(base: list[SecretSpec], own: list[SecretSpec]) -> list[SecretSpec]:
+    merged = {s.name: s for s in base}
+    merged.update({s.name: s for s in own})
+    return [merged[k] for k in sorted(merged)]
+
+
+def _expand_home(path: str, home: Path) -> str:
+    if path == "~":
+        return str(home)
+    if path.startswith("~/"):
+        return str(home / path[2:])
+    return path
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)

@@ -1,0 +1,429 @@
+"""The one door to Podman: every container, volume, secret and exec call goes through here.
+
+It speaks to the Podman API socket with podman-py. Callers get plain dataclasses back
+(ObservedContainer, ExecResult), never podman-py objects, so the rest of the project can
+be tested against real Podman without knowing its client library, and the planner stays
+pure. Each method is one small, idempotent-where-possible operation; retries and
+ordering belong to the controller.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from podman import PodmanClient
+from podman.errors import APIError, NotFound
+
+from agentctl_swarm.config import settings
+from agentctl_swarm.fleet.render import (
+    LABEL_AGENT,
+    LABEL_FLEET,
+    LABEL_KIND,
+    LABEL_ROLE,
+    LABEL_SPEC_HASH,
+    ContainerSpec,
+)
+
+
+class PodmanError(Exception):
+    """A Podman operation failed; the message says which and why."""
+
+
+class PodmanUnavailable(PodmanError):
+    """The API socket cannot be reached."""
+
+
+@dataclass(frozen=True)
+class ObservedContainer:
+    """What Podman says about one container the project owns."""
+
+    id: str
+    name: str
+    fleet: str
+    agent: str
+    role: str
+    spec_hash: str
+    state: str
+    image: str
+    labels: dict[str, str]
+    created: datetime | None
+    started_at: datetime | None
+    exit_code: int | None = None
+    restarts: int | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+@dataclass
+class CallCounter:
+    """Counts API requests (the no-op apply must cost exactly one list call)."""
+
+    count: int = 0
+    by_path: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __call__(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        path = response.request.path_url.split("?")[0]
+        # /v5.0.0/libpod/containers/json -> containers/json
+        key = "/".join(path.split("/")[3:]) or path
+        with self._lock:
+            self.count += 1
+            self.by_path[key] = self.by_path.get(key, 0) + 1
+
+
+class PodmanBackend:
+    """Podman over its API socket (``AGENTCTL_PODMAN_URL``)."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or settings().podman_url
+        self.calls = CallCounter()
+        self._client: PodmanClient | None = None
+        self._lock = threading.Lock()
+
+    # -- connection -------------------------------------------------------------------
+
+    @property
+    def client(self) -> PodmanClient:
+        with self._lock:
+            if self._client is None:
+                client = PodmanClient(base_url=self.url, timeout=120)
+                client.api.hooks["response"].append(self.calls)
+                self._client = client
+            return self._client
+
+    def ping(self) -> str:
+        """The server's Podman version; raises PodmanUnavailable with the fix."""
+        try:
+            return str(self.client.version()["Version"])
+        except Exception as exc:
+            raise PodmanUnavailable(
+                f"cannot reach the Podman API at {self.url} ({_short(exc)}); "
+                "run `agentctl doctor --fix` to start it, or set AGENTCTL_PODMAN_URL"
+            ) from None
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- observe ------------------------------------------------------------------------
+
+    def list_owned(self, fleet: str | None = None) -> list[ObservedContainer]:
+        """Every container the project owns (of one fleet), in a single API call."""
+        label = f"{LABEL_FLEET}={fleet}" if fleet else f"{LABEL_KIND}=agent"
+        try:
+            raw = self.client.containers.list(all=True, filters={"label": [label]})
+        except APIError as exc:
+            raise PodmanError(f"listing containers failed: {_short(exc)}") from None
+        out = [_observed(c.attrs) for c in raw]
+        return sorted((o for o in out if o.agent), key=lambda o: o.name)
+
+    def inspect(self, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.client.containers.get(name).attrs)
+        except NotFound:
+            return None
+
+    def restart_count(self, name: str) -> int | None:
+        attrs = self.inspect(name)
+        return None if attrs is None else int(attrs.get("RestartCount") or 0)
+
+    def image_exists(self, image: str) -> bool:
+        try:
+            return bool(self.client.images.exists(image))
+        except APIError:
+            return False
+
+    # -- act ----------------------------------------------------------------------------
+
+    def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        try:
+            self.client.volumes.create(name=name, labels=labels)
+        except APIError as exc:
+            if getattr(exc, "status_code", None) == 409 or "already exists" in str(exc):
+                return
+            raise PodmanError(f"creating volume {name} failed: {_short(exc)}") from None
+
+    def remove_volume(self, name: str) -> bool:
+        try:
+            self.client.volumes.remove(name, force=True)
+            return True
+        except NotFound:
+            return False
+        except APIError as exc:
+            raise PodmanError(f"removing volume {name} failed: {_short(exc)}") from None
+
+    def list_volumes(self, fleet: str) -> list[str]:
+        vols = self.client.volumes.list(filters={"label": [f"{LABEL_FLEET}={fleet}"]})
+        return sorted(v.name for v in vols)
+
+    def secret_exists(self, name: str) -> bool:
+        try:
+            return bool(self.client.secrets.exists(name))
+        except APIError:
+            return False
+
+    def ensure_secret(self, name: str, value: bytes, *, replace: bool = False) -> None:
+        """Create the Podman secret ``name`` (the value is never logged or labelled)."""
+        if self.secret_exists(name):
+            if not replace:
+                return
+            self.client.secrets.remove(name)
+        try:
+            self.client.secrets.create(name, value)
+        except APIError as exc:
+            raise PodmanError(f"creating secret {name} failed: {_short(exc)}") from None
+
+    def remove_secret(self, name: str) -> None:
+        try:
+            self.client.secrets.remove(name)
+        except (NotFound, APIError):
+            pass
+
+    def create(self, spec: ContainerSpec) -> str:
+        """Create (not start) the container for ``spec``, with its volumes; returns its id."""
+        vol_labels = {LABEL_FLEET: spec.fleet, LABEL_AGENT: spec.agent, LABEL_KIND: "volume"}
+        volumes: dict[str, dict[str, Any]] = {}
+        mounts: list[dict[str, Any]] = []
+        for mount in spec.mounts:
+            if mount.kind == "volume":
+                self.ensure_volume(mount.source, vol_labels)
+                volumes[mount.source] = {"bind": mount.target, "mode": "ro" if mount.read_only else "rw"}
+            else:
+                mounts.append(
+                    {
+                        "type": "bind",
+                        "source": mount.source,
+                        "target": mount.target,
+                        "read_only": mount.read_only,
+                    }
+                )
+        kwargs: dict[str, Any] = {
+            "name": spec.name,
+            "command": spec.command,
+            "environment": spec.env,
+            "labels": spec.labels,
+            "volumes": volumes,
+            "mounts": mounts,
+            "network_mode": spec.network,
+            "user": spec.user,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "stop_timeout": spec.stop_timeout,
+            "restart_policy": _restart_policy(spec),
+            "tmpfs": {"/tmp": "rw,nosuid,nodev,size=256m"},
+            "hostname": spec.agent,
+        }
+        if spec.memory_bytes:
+            kwargs["mem_limit"] = spec.memory_bytes
+        if spec.nano_cpus:
+            kwargs["nano_cpus"] = spec.nano_cpus
+        if spec.pids:
+            kwargs["pids_limit"] = spec.pids
+        env_secrets = {s.env: s.podman_name for s in spec.secrets if s.env}
+        file_secrets = [
+            {"source": s.podman_name, "target": s.name, "uid": 1000, "gid": 1000, "mode": 0o400}
+            for s in spec.secrets
+            if not s.env
+        ]
+        if env_secrets:
+            kwargs["secret_env"] = env_secrets
+        if file_secrets:
+            kwargs["secrets"] = file_secrets
+        try:
+            container = self.client.containers.create(spec.image, **kwargs)
+        except APIError as exc:
+            raise PodmanError(f"creating {spec.name} failed: {_short(exc)}") from None
+        return str(container.id)
+
+    def start(self, name: str) -> None:
+        try:
+            self.client.containers.get(name).start()
+        except APIError as exc:
+            raise PodmanError(f"starting {name} failed: {_short(exc)}") from None
+
+    def stop(self, name: str, timeout: int | None = None) -> None:
+        try:
+            container = self.client.containers.get(name)
+            container.stop(timeout=timeout) if timeout is not None else container.stop()
+        except NotFound:
+            return
+        except APIError as exc:
+            if "not running" in str(exc) or getattr(exc, "status_code", None) == 304:
+                return
+            raise PodmanError(f"stopping {name} failed: {_short(exc)}") from None
+
+    def restart(self, name: str, timeout: int | None = None) -> None:
+        self.stop(name, timeout)
+        self.start(name)
+
+    def remove(self, name: str, *, timeout: int | None = None) -> bool:
+        """Stop (gracefully) and remove a container; its named volumes stay."""
+        try:
+            container = self.client.containers.get(name)
+        except NotFound:
+            return False
+        try:
+            if container.status == "running":
+                self.stop(name, timeout)
+            container.remove(force=True)
+            return True
+        except NotFound:
+            return False
+        except APIError as exc:
+            raise PodmanError(f"removing {name} failed: {_short(exc)}") from None
+
+    def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
+        try:
+            container = self.client.containers.get(name)
+        except NotFound:
+            raise PodmanError(f"no container {name}") from None
+        kwargs: dict[str, Any] = {"stream": True, "follow": follow, "stdout": True, "stderr": True}
+        if tail is not None:
+            kwargs["tail"] = tail
+        yield from container.logs(**kwargs)
+
+    # -- inside containers -------------------------------------------------------------
+
+    def exec(
+        self,
+        container: str,
+        argv: list[str],
+        *,
+        user: str | None = None,
+        workdir: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> ExecResult:
+        """Run ``argv`` in a running container and collect its output.
+
+        ``timeout`` bounds the wait: on expiry the exec's process keeps running inside the
+        container but the caller is released with PodmanError (the container is untrusted
+        and must not hang the host).
+        """
+        try:
+            ctr = self.client.containers.get(container)
+        except NotFound:
+            raise PodmanError(f"no container {container}") from None
+        kwargs: dict[str, Any] = {"demux": True}
+        if user:
+            kwargs["user"] = user
+        if workdir:
+            kwargs["workdir"] = workdir
+        if env:
+            kwargs["environment"] = env
+        result: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                result["value"] = ctr.exec_run(argv, **kwargs)
+            except Exception as exc:  # surfaced below in the caller's thread
+                result["error"] = exc
+
+        if timeout is None:
+            run()
+        else:
+            worker = threading.Thread(target=run, daemon=True)
+            worker.start()
+            worker.join(timeout)
+            if worker.is_alive():
+                raise PodmanError(f"exec in {container} did not finish within {timeout:g}s")
+        if "error" in result:
+            raise PodmanError(f"exec in {container} failed: {_short(result['error'])}")
+        code, (out, err) = result["value"]
+        return ExecResult(int(code if code is not None else -1), out or b"", err or b"")
+
+    def put_archive(self, container: str, path: str, data: bytes) -> None:
+        """Unpack a tar stream at ``path`` (works on created, not yet started containers)."""
+        try:
+            ok = self.client.containers.get(container).put_archive(path, data)
+        except (NotFound, APIError) as exc:
+            raise PodmanError(f"copying into {container}:{path} failed: {_short(exc)}") from None
+        if not ok:
+            raise PodmanError(f"copying into {container}:{path} failed")
+
+    def get_archive(self, container: str, path: str) -> bytes:
+        """A tar stream of ``path`` in the container."""
+        try:
+            chunks, _ = self.client.containers.get(container).get_archive(path)
+        except (NotFound, APIError) as exc:
+            raise PodmanError(f"copying {container}:{path} out failed: {_short(exc)}") from None
+        return b"".join(chunks)
+
+    def read_file(self, container: str, path: str, *, limit: int = 1 << 20) -> bytes | None:
+        """One small regular file out of a container (None when it does not exist)."""
+        try:
+            data = self.get_archive(container, path)
+        except PodmanError:
+            return None
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = next((m for m in tar.getmembers() if m.isfile()), None)
+            if member is None or member.size > limit:
+                return None
+            handle = tar.extractfile(member)
+            return handle.read() if handle else None
+
+
+def _restart_policy(spec: ContainerSpec) -> dict[str, Any]:
+    policy: dict[str, Any] = {"Name": spec.restart}
+    if spec.restart == "on-failure" and spec.restart_retries is not None:
+        policy["MaximumRetryCount"] = spec.restart_retries
+    return policy
+
+
+def _observed(attrs: dict[str, Any]) -> ObservedContainer:
+    labels = attrs.get("Labels") or {}
+    names = attrs.get("Names") or [attrs.get("Name", "")]
+    started = attrs.get("StartedAt")
+    exited = attrs.get("Exited")
+    return ObservedContainer(
+        id=str(attrs.get("Id", ""))[:12],
+        name=str(names[0]).lstrip("/"),
+        fleet=labels.get(LABEL_FLEET, ""),
+        agent=labels.get(LABEL_AGENT, ""),
+        role=labels.get(LABEL_ROLE, ""),
+        spec_hash=labels.get(LABEL_SPEC_HASH, ""),
+        state=str(attrs.get("State", "unknown")),
+        image=str(attrs.get("Image", "")),
+        labels=dict(labels),
+        created=_parse_time(attrs.get("Created")),
+        started_at=_parse_time(started) if started and started > 0 else None,
+        exit_code=int(attrs.get("ExitCode", 0)) if exited else None,
+    )
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value).astimezone()
+    try:
+        text = str(value)
+        if "." in text:  # Go prints nanoseconds; Python takes micro
+            head, tail = text.split(".", 1)
+            frac = "".join(ch for ch in tail if ch.isdigit())
+            zone = tail[len(frac):]
+            text = f"{head}.{frac[:6]}{zone}"
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _short(exc: BaseException) -> str:
+    text = getattr(exc, "explanation", None) or str(exc)
+    return str(text).strip().splitlines()[0][:300] if text else type(exc).__name__
