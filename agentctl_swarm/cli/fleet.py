@@ -26,7 +26,7 @@ from agentctl_swarm.controller.planner import Kind, Plan
 from agentctl_swarm.fleet.loader import FleetError, LoadedFleet, load_fleet
 from agentctl_swarm.podman.backend import PodmanBackend, PodmanError, PodmanUnavailable
 
-out = Console(highlight=False)
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False)
 
 FleetFile = Annotated[Path, typer.Option("-f", "--file", help="The fleet file (YAML).", show_default=False)]

@@ -58,7 +58,7 @@ def check_host(loaded: LoadedFleet, specs: Sequence[ContainerSpec], backend: Pod
         if not images_seen[image]:
             loc: Loc = ("agents", index, "image") if agent.image else ("defaults", "image")
             problems.append(loaded.locate(loc, f"image {image} is not present; run `agentctl build` (or podman pull it)"))
-    for loc, source in _bindagent_field_sources(loaded.fleet):
+    for loc, source in _bind_sources(loaded):
         if not Path(source).expanduser().exists():
             problems.append(loaded.locate(loc, f"host path {source} does not exist"))
     if problems:

@@ -26,6 +26,9 @@ DEFAULT_RESOURCES = Resources(memory="512m", cpus=1.0, pids=256)
 WORKSPACE_DIR = "/workspace"
 STATE_DIR = "/state"
 AGENT_UID = 1000
+# The in-container supervisor already restarts the agent with backoff; Podman restarting
+# the container is the second line and should give up rather than loop forever.
+DEFAULT_RESTART_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,7 @@ def render_agent(
         nano_cpus=None if resources.cpus is None else int(resources.cpus * 1e9),
         pids=resources.pids,
         restart=agent.restart or d.restart or "on-failure",
-        restart_retries=agent.restart_retries if agent.restart_retries is not None else d.restart_retries,
+        restart_retries=_first(agent.restart_retries, d.restart_retries, DEFAULT_RESTART_RETRIES),
         grace_seconds=grace,
         repo=agent.repo or d.repo or fleet.repo,
     )
@@ -241,6 +244,10 @@ def _expand_home(path: str, home: Path) -> str:
     if path.startswith("~/"):
         return str(home / path[2:])
     return path
+
+
+def _first(*values: int | None) -> int | None:
+    return next((v for v in values if v is not None), None)
 
 
 def _fmt(value: float) -> str:

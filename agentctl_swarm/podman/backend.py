@@ -127,7 +127,7 @@ class PodmanBackend:
         """Every container the project owns (of one fleet), in a single API call."""
         label = f"{LABEL_FLEET}={fleet}" if fleet else f"{LABEL_KIND}=agent"
         try:
-            raw = self.client.containers.list(all=True, filters={"label": [label]})
+            raw = self.client.containers.list(all=True, filters={"label": label})
         except APIError as exc:
             raise PodmanError(f"listing containers failed: {_short(exc)}") from None
         out = [_observed(c.attrs) for c in raw]
@@ -169,7 +169,7 @@ class PodmanBackend:
             raise PodmanError(f"removing volume {name} failed: {_short(exc)}") from None
 
     def list_volumes(self, fleet: str) -> list[str]:
-        vols = self.client.volumes.list(filters={"label": [f"{LABEL_FLEET}={fleet}"]})
+        vols = self.client.volumes.list(filters={"label": f"{LABEL_FLEET}={fleet}"})
         return sorted(v.name for v in vols)
 
     def secret_exists(self, name: str) -> bool:
@@ -199,7 +199,9 @@ class PodmanBackend:
         """Create (not start) the container for ``spec``, with its volumes; returns its id."""
         vol_labels = {LABEL_FLEET: spec.fleet, LABEL_AGENT: spec.agent, LABEL_KIND: "volume"}
         volumes: dict[str, dict[str, Any]] = {}
-        mounts: list[dict[str, Any]] = []
+        mounts: list[dict[str, Any]] = [
+            {"type": "tmpfs", "source": "tmpfs", "target": "/tmp", "size": "256m", "mode": "1777"}
+        ]
         for mount in spec.mounts:
             if mount.kind == "volume":
                 self.ensure_volume(mount.source, vol_labels)
@@ -226,7 +228,6 @@ class PodmanBackend:
             "security_opt": ["no-new-privileges"],
             "stop_timeout": spec.stop_timeout,
             "restart_policy": _restart_policy(spec),
-            "tmpfs": {"/tmp": "rw,nosuid,nodev,size=256m"},
             "hostname": spec.agent,
         }
         if spec.memory_bytes:
