@@ -168,6 +168,13 @@ def render_agent(
         )
 
     secrets = _merge_secrets(d.secrets or [], agent.secrets or [])
+    # Secrets always travel as files under /run/secrets: Podman 4.x shows env-type secret
+    # values in `podman inspect`. The supervisor exports the env-type ones into the agent's
+    # environment from this map (env var name -> file name), so values never appear in
+    # the container's config, labels or argv.
+    env_secrets = [f"{s.env or s.name}={s.name}" for s in secrets if not s.as_file]
+    if env_secrets:
+        env["AGENTCTL_SECRET_ENV"] = ",".join(env_secrets)
     command = [
         "agentctl-agent",
         "supervise",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from podman import PodmanClient
+from podman import PodmanClient, api
 from podman.errors import APIError, NotFound
 
 from agentctl_swarm.config import settings
@@ -225,7 +225,7 @@ class PodmanBackend:
             "network_mode": spec.network,
             "user": spec.user,
             "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges"],
+            "no_new_privileges": True,
             "stop_timeout": spec.stop_timeout,
             "restart_policy": _restart_policy(spec),
             "hostname": spec.agent,
@@ -236,31 +236,42 @@ class PodmanBackend:
             kwargs["nano_cpus"] = spec.nano_cpus
         if spec.pids:
             kwargs["pids_limit"] = spec.pids
-        env_secrets = {s.env: s.podman_name for s in spec.secrets if s.env}
-        file_secrets = [
-            {"source": s.podman_name, "target": s.name, "uid": 1000, "gid": 1000, "mode": 0o400}
-            for s in spec.secrets
-            if not s.env
-        ]
-        if env_secrets:
-            kwargs["secret_env"] = env_secrets
-        if file_secrets:
-            kwargs["secrets"] = file_secrets
+        if spec.secrets:  # as files only: env-type secrets show up in `podman inspect`
+            kwargs["secrets"] = [
+                {"source": s.podman_name, "target": s.name, "uid": 1000, "gid": 1000, "mode": 0o400}
+                for s in spec.secrets
+            ]
+        # podman-py's containers.create() inspects the new container afterwards; we only
+        # need its id, so post the rendered payload ourselves (one API call, not two).
+        manager = self.client.containers
+        payload = manager._render_payload({"image": spec.image, **kwargs})
         try:
-            container = self.client.containers.create(spec.image, **kwargs)
+            response = self.client.api.post(
+                "/containers/create",
+                headers={"content-type": "application/json"},
+                data=api.prepare_body(payload),
+            )
+            response.raise_for_status()
         except APIError as exc:
             raise PodmanError(f"creating {spec.name} failed: {_short(exc)}") from None
-        return str(container.id)
+        return str(response.json()["Id"])
 
     def start(self, name: str) -> None:
+        """Start by name in one API call (no lookup first)."""
         try:
-            self.client.containers.get(name).start()
+            response = self.client.api.post(f"/containers/{name}/start")
+            if response.status_code == 304:  # already running
+                return
+            response.raise_for_status()
         except APIError as exc:
             raise PodmanError(f"starting {name} failed: {_short(exc)}") from None
 
     def stop(self, name: str, timeout: int | None = None) -> None:
+        """Graceful stop (SIGTERM, then SIGKILL after ``timeout``); a no-op when not running."""
         try:
             container = self.client.containers.get(name)
+            if container.status not in {"running", "paused", "restarting", "stopping"}:
+                return
             container.stop(timeout=timeout) if timeout is not None else container.stop()
         except NotFound:
             return
@@ -268,6 +279,8 @@ class PodmanBackend:
             if "not running" in str(exc) or getattr(exc, "status_code", None) == 304:
                 return
             raise PodmanError(f"stopping {name} failed: {_short(exc)}") from None
+        except ValueError:  # podman-py parses the empty body of "304 already stopped"
+            return
 
     def restart(self, name: str, timeout: int | None = None) -> None:
         self.stop(name, timeout)
