@@ -22,6 +22,7 @@ _STATE = Path(os.environ.get("AGENTCTL_TEST_STATE", f"/tmp/agentctl-test-state-{
 os.environ.setdefault("AGENTCTL_STATE_DIR", str(_STATE))
 
 from agentctl_swarm.config import settings  # noqa: E402
+import contextlib
 
 settings.cache_clear()
 
@@ -60,10 +61,8 @@ def agent_image(podman_backend) -> str:
 def cleanup_fleet(backend, fleet: str) -> None:
     """Remove every container, volume and secret labelled with ``fleet``."""
     for observed in backend.list_owned(fleet):
-        try:
+        with contextlib.suppress(Exception):
             backend.client.containers.get(observed.name).remove(force=True)
-        except Exception:
-            pass
     for volume in backend.list_volumes(fleet):
         backend.remove_volume(volume)
     for secret in backend.client.secrets.list():
@@ -79,7 +78,9 @@ def fleet_name(podman_backend) -> Iterator[str]:
     cleanup_fleet(podman_backend, name)
 
 
-def run_agentctl(*args: str, check: bool = False, timeout: float = 300, env: dict[str, str] | None = None):
+def run_agentctl(
+    *args: str, check: bool = False, timeout: float = 300, env: dict[str, str] | None = None
+):
     """Run the real `agentctl` CLI in a subprocess (what a user types)."""
     proc = subprocess.run(
         [*AGENTCTL, *args],
@@ -90,5 +91,7 @@ def run_agentctl(*args: str, check: bool = False, timeout: float = 300, env: dic
         env={**os.environ, **(env or {})},
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"agentctl {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"agentctl {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc

@@ -29,7 +29,9 @@ from agentctl_swarm.podman.backend import PodmanBackend, PodmanError, PodmanUnav
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False)
 
-FleetFile = Annotated[Path, typer.Option("-f", "--file", help="The fleet file (YAML).", show_default=False)]
+FleetFile = Annotated[
+    Path, typer.Option("-f", "--file", help="The fleet file (YAML).", show_default=False)
+]
 
 
 class Output(StrEnum):
@@ -96,7 +98,9 @@ def _print_plan(plan: Plan) -> None:
     for action in plan.actions:
         if action.kind in styles:
             mark, style = styles[action.kind]
-            out.print(f"[{style}]{mark} {action.kind.value:<8} {action.name}[/{style}]  ({action.reason})")
+            out.print(
+                f"[{style}]{mark} {action.kind.value:<8} {action.name}[/{style}]  ({action.reason})"
+            )
     out.print(f"plan: {plan.summary()}")
 
 
@@ -111,7 +115,9 @@ _PAST = {
 
 
 @contextmanager
-def _progress(total_label: str) -> Iterator[tuple[Callable[[Plan], None], Callable[[Outcome], None]]]:
+def _progress(
+    total_label: str,
+) -> Iterator[tuple[Callable[[Plan], None], Callable[[Outcome], None]]]:
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -132,7 +138,10 @@ def _progress(total_label: str) -> Iterator[tuple[Callable[[Plan], None], Callab
         if outcome.ok:
             out.print(f"  {_PAST[action.kind]} {action.name} ({outcome.seconds:.1f}s)")
         else:
-            err.print(f"  [red]failed[/red] to {action.kind.value} {action.name}: {outcome.error}", soft_wrap=True)
+            err.print(
+                f"  [red]failed[/red] to {action.kind.value} {action.name}: {outcome.error}",
+                soft_wrap=True,
+            )
         if "id" in task:
             progress.advance(task["id"])
 
@@ -183,7 +192,9 @@ def _find(backend: PodmanBackend, agent: str, fleet: str | None) -> str:
         _fail(f"no agent {agent!r}{where}; `agentctl get` lists them", 1)
     if len(matches) > 1:
         names = ", ".join(o.name for o in matches)
-        _fail(f"{agent!r} is in several fleets ({names}); pass --fleet NAME or the container name", 2)
+        _fail(
+            f"{agent!r} is in several fleets ({names}); pass --fleet NAME or the container name", 2
+        )
     return matches[0].name
 
 
@@ -194,7 +205,10 @@ def validate(file: Annotated[Path, typer.Argument(help="The fleet file to check.
     """Check a fleet file and report every problem as FILE:LINE:COL: field: message."""
     loaded = _load(file)
     n = sum(a.replicas for a in loaded.fleet.agents)
-    out.print(f"{file}: fleet {loaded.fleet.name!r} is valid ({len(loaded.fleet.agents)} roles, {n} agents)")
+    out.print(
+        f"{file}: fleet {loaded.fleet.name!r} is valid "
+        f"({len(loaded.fleet.agents)} roles, {n} agents)"
+    )
 
 
 def schema() -> None:
@@ -209,10 +223,18 @@ def schema() -> None:
 
 def apply(
     file: FleetFile,
-    prune: Annotated[bool, typer.Option(help="Delete this fleet's agents that the file no longer lists.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and change nothing.")] = False,
-    force: Annotated[bool, typer.Option(help="Remove containers even when their final sync fails.")] = False,
-    concurrency: Annotated[int | None, typer.Option(help="Parallel Podman operations (default 8).")] = None,
+    prune: Annotated[
+        bool, typer.Option(help="Delete this fleet's agents that the file no longer lists.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and change nothing.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option(help="Remove containers even when their final sync fails.")
+    ] = False,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Parallel Podman operations (default 8).")
+    ] = None,
 ) -> None:
     """Make Podman match the fleet file: create, recreate changed agents, start stopped ones.
 
@@ -240,14 +262,19 @@ def apply(
         out.print("dry run: nothing was changed.")
         return
     if result.failed:
-        _fail(f"{len(result.failed)} of {len(result.outcomes)} changes failed; re-run apply to retry", 1)
+        _fail(
+            f"{len(result.failed)} of {len(result.outcomes)} changes failed; re-run apply to retry",
+            1,
+        )
     if result.outcomes:
         out.print(f"fleet {loaded.fleet.name!r}: {len(result.outcomes)} changed.")
 
 
 def diff(
     file: FleetFile,
-    prune: Annotated[bool, typer.Option(help="Show deletions that apply --prune would make.")] = False,
+    prune: Annotated[
+        bool, typer.Option(help="Show deletions that apply --prune would make.")
+    ] = False,
 ) -> None:
     """Show what apply would change. Exit 0: nothing; 1: changes; 2 or more: error."""
     from agentctl_swarm.controller.apply import diff_fleet
@@ -260,9 +287,13 @@ def diff(
 
 
 def get(
-    file: Annotated[Path | None, typer.Option("-f", "--file", help="Only this fleet's agents.")] = None,
+    file: Annotated[
+        Path | None, typer.Option("-f", "--file", help="Only this fleet's agents.")
+    ] = None,
     fleet: Annotated[str | None, typer.Option(help="Only this fleet (by name).")] = None,
-    output: Annotated[Output, typer.Option("-o", "--output", help="table, json or yaml.")] = Output.table,
+    output: Annotated[
+        Output, typer.Option("-o", "--output", help="table, json or yaml.")
+    ] = Output.table,
 ) -> None:
     """List agents: name, role, state, restarts, container id, uptime."""
     from agentctl_swarm.controller.status import fleet_status
@@ -293,7 +324,9 @@ def get(
 
 def delete(
     file: FleetFile,
-    volumes: Annotated[bool, typer.Option("--volumes", help="Also delete workspaces, state and secrets.")] = False,
+    volumes: Annotated[
+        bool, typer.Option("--volumes", help="Also delete workspaces, state and secrets.")
+    ] = False,
     force: Annotated[bool, typer.Option(help="Remove even when the final sync fails.")] = False,
 ) -> None:
     """Remove the fleet's containers (after a final sync). Volumes stay unless --volumes."""
@@ -304,10 +337,20 @@ def delete(
         backend = _backend()
         with _progress("deleting") as (on_plan, on_done):
             result, removed = delete_fleet(
-                loaded, backend, volumes=volumes, force=force, on_plan=on_plan, on_done=on_done, on_wait=lambda m: err.print(m)
+                loaded,
+                backend,
+                volumes=volumes,
+                force=force,
+                on_plan=on_plan,
+                on_done=on_done,
+                on_wait=lambda m: err.print(m),
             )
     if result.failed:
-        _fail(f"{len(result.failed)} removals failed; nothing else was lost. Fix the cause or use --force", 1)
+        _fail(
+            f"{len(result.failed)} removals failed; nothing else was lost. "
+            "Fix the cause or use --force",
+            1,
+        )
     for volume in removed:
         out.print(f"  removed volume {volume}")
     if not volumes and result.outcomes:
@@ -316,9 +359,13 @@ def delete(
 
 def logs(
     agent: Annotated[str, typer.Argument(help="Agent (swarm-role-NNN) or container name.")],
-    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new lines.")] = False,
+    follow: Annotated[
+        bool, typer.Option("-f", "--follow", help="Keep printing new lines.")
+    ] = False,
     tail: Annotated[int | None, typer.Option("--tail", help="Only the last N lines.")] = None,
-    fleet: Annotated[str | None, typer.Option(help="The fleet, when the name is ambiguous.")] = None,
+    fleet: Annotated[
+        str | None, typer.Option(help="The fleet, when the name is ambiguous.")
+    ] = None,
 ) -> None:
     """Print an agent's output (its supervisor and agent process)."""
     with _errors():
@@ -334,7 +381,9 @@ def logs(
 
 def restart(
     agent: Annotated[str, typer.Argument(help="Agent (swarm-role-NNN) or container name.")],
-    fleet: Annotated[str | None, typer.Option(help="The fleet, when the name is ambiguous.")] = None,
+    fleet: Annotated[
+        str | None, typer.Option(help="The fleet, when the name is ambiguous.")
+    ] = None,
 ) -> None:
     """Restart one agent's container (gracefully: SIGTERM, grace period, then SIGKILL)."""
     with _errors():
@@ -346,7 +395,9 @@ def restart(
 
 def stop(
     agent: Annotated[str, typer.Argument(help="Agent (swarm-role-NNN) or container name.")],
-    fleet: Annotated[str | None, typer.Option(help="The fleet, when the name is ambiguous.")] = None,
+    fleet: Annotated[
+        str | None, typer.Option(help="The fleet, when the name is ambiguous.")
+    ] = None,
 ) -> None:
     """Stop one agent's container; `agentctl apply` starts it again."""
     with _errors():

@@ -18,7 +18,9 @@ class LifecycleHooks(Protocol):
     def after_create(self, spec: ContainerSpec, backend: PodmanBackend) -> None:
         """The container exists but has not started: deliver what it needs first."""
 
-    def before_remove(self, observed: ObservedContainer, backend: PodmanBackend, *, force: bool) -> None:
+    def before_remove(
+        self, observed: ObservedContainer, backend: PodmanBackend, *, force: bool
+    ) -> None:
         """The container is about to go: save its work; raise to stop the removal."""
 
 
@@ -28,7 +30,9 @@ class NoHooks:
     def after_create(self, spec: ContainerSpec, backend: PodmanBackend) -> None:
         return None
 
-    def before_remove(self, observed: ObservedContainer, backend: PodmanBackend, *, force: bool) -> None:
+    def before_remove(
+        self, observed: ObservedContainer, backend: PodmanBackend, *, force: bool
+    ) -> None:
         return None
 
 
@@ -43,7 +47,9 @@ class WorkspaceHooks:
 
         seed_container(spec, backend)
 
-    def before_remove(self, observed: ObservedContainer, backend: PodmanBackend, *, force: bool) -> None:
+    def before_remove(
+        self, observed: ObservedContainer, backend: PodmanBackend, *, force: bool
+    ) -> None:
         from agentctl_swarm.sync.hooks import final_sync
 
         final_sync(self.fleet, observed.name, observed.agent, backend, force=force)

@@ -41,10 +41,14 @@ def fleet_lock(
             except BlockingIOError:
                 if not told and on_wait is not None:
                     holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-                    on_wait(f"fleet {fleet!r} is locked by another agentctl (pid {holder}); waiting")
+                    on_wait(
+                        f"fleet {fleet!r} is locked by another agentctl (pid {holder}); waiting"
+                    )
                     told = True
                 if time.monotonic() >= deadline:
-                    raise LockTimeout(f"fleet {fleet!r} stayed locked for {timeout:g}s ({path})") from None
+                    raise LockTimeout(
+                        f"fleet {fleet!r} stayed locked for {timeout:g}s ({path})"
+                    ) from None
                 time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)

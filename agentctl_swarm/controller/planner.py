@@ -54,7 +54,11 @@ class Plan:
         return sum(1 for a in self.actions if a.kind == kind)
 
     def summary(self) -> str:
-        parts = [f"{self.count(k)} to {k.value}" for k in (Kind.CREATE, Kind.RECREATE, Kind.START, Kind.DELETE) if self.count(k)]
+        parts = [
+            f"{self.count(k)} to {k.value}"
+            for k in (Kind.CREATE, Kind.RECREATE, Kind.START, Kind.DELETE)
+            if self.count(k)
+        ]
         kept = self.count(Kind.KEEP)
         orphans = self.count(Kind.ORPHAN)
         if kept:
@@ -76,21 +80,44 @@ def plan(
             actions.append(Action(Kind.CREATE, spec.name, spec.agent, "not present", spec=spec))
         elif seen.spec_hash != spec.spec_hash:
             reason = f"spec changed ({seen.spec_hash or 'unlabelled'} -> {spec.spec_hash})"
-            actions.append(Action(Kind.RECREATE, spec.name, spec.agent, reason, spec=spec, observed=seen))
+            actions.append(
+                Action(Kind.RECREATE, spec.name, spec.agent, reason, spec=spec, observed=seen)
+            )
         elif seen.state in {"running", "restarting", "stopping"}:
-            actions.append(Action(Kind.KEEP, spec.name, spec.agent, seen.state, spec=spec, observed=seen))
+            actions.append(
+                Action(Kind.KEEP, spec.name, spec.agent, seen.state, spec=spec, observed=seen)
+            )
         elif seen.state == "paused":
-            actions.append(Action(Kind.KEEP, spec.name, spec.agent, "paused by the user", spec=spec, observed=seen))
+            actions.append(
+                Action(
+                    Kind.KEEP, spec.name, spec.agent, "paused by the user", spec=spec, observed=seen
+                )
+            )
         else:
-            actions.append(Action(Kind.START, spec.name, spec.agent, f"state is {seen.state}", spec=spec, observed=seen))
+            actions.append(
+                Action(
+                    Kind.START,
+                    spec.name,
+                    spec.agent,
+                    f"state is {seen.state}",
+                    spec=spec,
+                    observed=seen,
+                )
+            )
     for seen in sorted(by_name.values(), key=lambda o: o.name):
         if prune:
-            actions.append(Action(Kind.DELETE, seen.name, seen.agent, "not in the fleet", observed=seen))
+            actions.append(
+                Action(Kind.DELETE, seen.name, seen.agent, "not in the fleet", observed=seen)
+            )
         else:
-            actions.append(Action(Kind.ORPHAN, seen.name, seen.agent, "not in the fleet", observed=seen))
+            actions.append(
+                Action(Kind.ORPHAN, seen.name, seen.agent, "not in the fleet", observed=seen)
+            )
     return Plan(tuple(actions))
 
 
 def deletion_plan(observed: Sequence[ObservedContainer]) -> Plan:
     """Everything observed goes (``agentctl delete``)."""
-    return Plan(tuple(Action(Kind.DELETE, o.name, o.agent, "fleet deleted", observed=o) for o in observed))
+    return Plan(
+        tuple(Action(Kind.DELETE, o.name, o.agent, "fleet deleted", observed=o) for o in observed)
+    )

@@ -17,7 +17,9 @@ from agentctl_swarm.fleet.render import ContainerSpec, secret_name
 from agentctl_swarm.podman.backend import PodmanBackend
 
 
-def secret_values(loaded: LoadedFleet, *, environ: dict[str, str] | None = None) -> dict[str, bytes]:
+def secret_values(
+    loaded: LoadedFleet, *, environ: dict[str, str] | None = None
+) -> dict[str, bytes]:
     """Podman secret name -> value for every secret the fleet uses; FleetError if any is missing."""
     env = os.environ if environ is None else environ
     values: dict[str, bytes] = {}
@@ -28,7 +30,11 @@ def secret_values(loaded: LoadedFleet, *, environ: dict[str, str] | None = None)
             value = env.get(secret.from_env)
             if value is None:
                 problems.append(
-                    loaded.locate((*loc, "from_env"), f"environment variable {secret.from_env} is not set; export it before applying")
+                    loaded.locate(
+                        (*loc, "from_env"),
+                        f"environment variable {secret.from_env} is not set; "
+                        "export it before applying",
+                    )
                 )
                 continue
             values[name] = value.encode()
@@ -39,7 +45,9 @@ def secret_values(loaded: LoadedFleet, *, environ: dict[str, str] | None = None)
             try:
                 values[name] = path.read_bytes()
             except OSError as exc:
-                problems.append(loaded.locate((*loc, "from_file"), f"cannot read {path}: {exc.strerror or exc}"))
+                problems.append(
+                    loaded.locate((*loc, "from_file"), f"cannot read {path}: {exc.strerror or exc}")
+                )
     if problems:
         raise FleetError(problems)
     return values
@@ -57,7 +65,11 @@ def check_host(loaded: LoadedFleet, specs: Sequence[ContainerSpec], backend: Pod
             images_seen[image] = backend.image_exists(image)
         if not images_seen[image]:
             loc: Loc = ("agents", index, "image") if agent.image else ("defaults", "image")
-            problems.append(loaded.locate(loc, f"image {image} is not present; run `agentctl build` (or podman pull it)"))
+            problems.append(
+                loaded.locate(
+                    loc, f"image {image} is not present; run `agentctl build` (or podman pull it)"
+                )
+            )
     for loc, source in _bind_sources(loaded):
         if not Path(source).expanduser().exists():
             problems.append(loaded.locate(loc, f"host path {source} does not exist"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from agentctl_swarm.fleet.render import STATE_DIR
 from agentctl_swarm.podman.backend import ObservedContainer, PodmanBackend
@@ -38,12 +38,16 @@ class AgentStatus:
             "agent_status": self.agent_status,
             "restarts": self.restarts,
             "container_id": self.container_id,
-            "uptime_seconds": None if self.uptime_seconds is None else round(self.uptime_seconds, 1),
+            "uptime_seconds": None
+            if self.uptime_seconds is None
+            else round(self.uptime_seconds, 1),
             "spec_hash": self.spec_hash,
         }
 
 
-def fleet_status(backend: PodmanBackend, fleet: str | None = None, *, concurrency: int = 8) -> list[AgentStatus]:
+def fleet_status(
+    backend: PodmanBackend, fleet: str | None = None, *, concurrency: int = 8
+) -> list[AgentStatus]:
     observed = backend.list_owned(fleet)
     if not observed:
         return []
@@ -57,7 +61,7 @@ def _status(backend: PodmanBackend, observed: ObservedContainer) -> AgentStatus:
     supervisor_restarts = int(state.get("restarts", 0) or 0) if state else 0
     uptime = None
     if observed.running and observed.started_at is not None:
-        uptime = (datetime.now(timezone.utc) - observed.started_at).total_seconds()
+        uptime = (datetime.now(UTC) - observed.started_at).total_seconds()
     return AgentStatus(
         name=observed.name,
         agent=observed.agent,

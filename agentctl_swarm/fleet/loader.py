@@ -38,7 +38,9 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.column}"
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
 
 
 class FleetError(Exception):
@@ -102,7 +104,10 @@ def semantic_problems(fleet: Fleet) -> list[tuple[Loc, str]]:
     for index, agent in enumerate(fleet.agents):
         if agent.role in seen:
             problems.append(
-                (("agents", index, "role"), f"role {agent.role!r} is already used by agents[{seen[agent.role]}]")
+                (
+                    ("agents", index, "role"),
+                    f"role {agent.role!r} is already used by agents[{seen[agent.role]}]",
+                )
             )
         else:
             seen[agent.role] = index
@@ -120,7 +125,9 @@ def semantic_problems(fleet: Fleet) -> list[tuple[Loc, str]]:
         names: set[str] = set()
         for sindex, secret in enumerate(spec.secrets or []):
             if secret.name in names:
-                problems.append(((*base, "secrets", sindex, "name"), f"secret {secret.name!r} is listed twice"))
+                problems.append(
+                    ((*base, "secrets", sindex, "name"), f"secret {secret.name!r} is listed twice")
+                )
             names.add(secret.name)
     return problems
 
@@ -144,7 +151,9 @@ def _parse_yaml(text: str, filename: str) -> Any:
         mark = exc.problem_mark
         key = str(exc.problem).split('"')[1] if '"' in str(exc.problem) else ""
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise FleetError([Problem(filename, line, col, key, "duplicate key; keep only one")]) from None
+        raise FleetError(
+            [Problem(filename, line, col, key, "duplicate key; keep only one")]
+        ) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -242,8 +251,10 @@ def _from_pydantic(err: dict[str, Any], tree: Any, filename: str) -> Problem:
         model = _model_at(parent)
         known = _known_keys(model) if model else []
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else (
-            f"; allowed here: {', '.join(sorted(known))}" if known else ""
+        hint = (
+            f"; did you mean {close[0]!r}?"
+            if close
+            else (f"; allowed here: {', '.join(sorted(known))}" if known else "")
         )
         return Problem(filename, line, col, _dotted(loc), f"unknown key {key!r}{hint}")
     if kind == "missing":
@@ -271,11 +282,29 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
     for problem in problems:
         key = (problem.line, problem.column, _strip_union(problem.field))
         if key not in seen:
-            seen[key] = Problem(problem.file, problem.line, problem.column, _strip_union(problem.field), problem.message)
+            seen[key] = Problem(
+                problem.file,
+                problem.line,
+                problem.column,
+                _strip_union(problem.field),
+                problem.message,
+            )
     return list(seen.values())
 
 
 def _strip_union(field: str) -> str:
     """Drop pydantic's union-member names (``cpus.float``) from a dotted path."""
-    parts = [p for p in field.split(".") if p not in {"str", "int", "float", "bool", "list[str]", "function-after[_memory(), union[str,int]]"}]
+    parts = [
+        p
+        for p in field.split(".")
+        if p
+        not in {
+            "str",
+            "int",
+            "float",
+            "bool",
+            "list[str]",
+            "function-after[_memory(), union[str,int]]",
+        }
+    ]
     return ".".join(parts)

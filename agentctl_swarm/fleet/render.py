@@ -110,7 +110,9 @@ def secret_name(fleet: str, name: str) -> str:
     return f"agentctl-{fleet}-{name.lower()}"
 
 
-def render_fleet(fleet: Fleet, *, home: Path | None = None, server_url: str | None = None) -> list[ContainerSpec]:
+def render_fleet(
+    fleet: Fleet, *, home: Path | None = None, server_url: str | None = None
+) -> list[ContainerSpec]:
     """Every agent of the fleet, replicas expanded, in a stable order."""
     home = home or Path.home()
     specs: list[ContainerSpec] = []
@@ -126,7 +128,9 @@ def render_agent(
     """One replica of ``agent``: defaults merged, names derived, hardened, hashed."""
     d = fleet.defaults
     name = agent_name(agent.role, index)
-    resources = (agent.resources or Resources()).merged_over(d.resources).merged_over(DEFAULT_RESOURCES)
+    resources = (
+        (agent.resources or Resources()).merged_over(d.resources).merged_over(DEFAULT_RESOURCES)
+    )
     grace = agent.grace_seconds or d.grace_seconds or DEFAULT_GRACE
 
     env: dict[str, str] = {}
@@ -164,7 +168,9 @@ def render_agent(
     for volume in [*(d.volumes or []), *(agent.volumes or [])]:
         source = _expand_home(volume.source, home) if volume.is_host_path else volume.source
         mounts.append(
-            Mount(source, volume.target, volume.read_only, "bind" if volume.is_host_path else "volume")
+            Mount(
+                source, volume.target, volume.read_only, "bind" if volume.is_host_path else "volume"
+            )
         )
 
     secrets = _merge_secrets(d.secrets or [], agent.secrets or [])

@@ -29,6 +29,7 @@ from agentctl_swarm.fleet.render import (
     LABEL_SPEC_HASH,
     ContainerSpec,
 )
+import contextlib
 
 
 class PodmanError(Exception):
@@ -190,10 +191,8 @@ class PodmanBackend:
             raise PodmanError(f"creating secret {name} failed: {_short(exc)}") from None
 
     def remove_secret(self, name: str) -> None:
-        try:
+        with contextlib.suppress(NotFound, APIError):
             self.client.secrets.remove(name)
-        except (NotFound, APIError):
-            pass
 
     def create(self, spec: ContainerSpec) -> str:
         """Create (not start) the container for ``spec``, with its volumes; returns its id."""
@@ -205,7 +204,10 @@ class PodmanBackend:
         for mount in spec.mounts:
             if mount.kind == "volume":
                 self.ensure_volume(mount.source, vol_labels)
-                volumes[mount.source] = {"bind": mount.target, "mode": "ro" if mount.read_only else "rw"}
+                volumes[mount.source] = {
+                    "bind": mount.target,
+                    "mode": "ro" if mount.read_only else "rw",
+                }
             else:
                 mounts.append(
                     {
@@ -431,7 +433,7 @@ def _parse_time(value: Any) -> datetime | None:
         if "." in text:  # Go prints nanoseconds; Python takes micro
             head, tail = text.split(".", 1)
             frac = "".join(ch for ch in tail if ch.isdigit())
-            zone = tail[len(frac):]
+            zone = tail[len(frac) :]
             text = f"{head}.{frac[:6]}{zone}"
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

@@ -50,7 +50,12 @@ def podman_run_argv(spec: ContainerSpec, name: str) -> list[str]:
     argv = ["podman", "run", "-d", "--name", name, "--network", spec.network, "--user", spec.user]
     argv += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--hostname", spec.agent]
     argv += ["--tmpfs", "/tmp:size=256m,mode=1777", "--stop-timeout", str(spec.stop_timeout)]
-    argv += ["--restart", f"{spec.restart}:{spec.restart_retries}" if spec.restart_retries is not None else spec.restart]
+    argv += [
+        "--restart",
+        f"{spec.restart}:{spec.restart_retries}"
+        if spec.restart_retries is not None
+        else spec.restart,
+    ]
     if spec.memory_bytes:
         argv += ["--memory", str(spec.memory_bytes)]
     if spec.nano_cpus:
@@ -77,14 +82,18 @@ def cleanup(prefix: str) -> None:
     if out:
         podman("rm", "-f", "-t", "0", *out)
     vols = subprocess.run(
-        ["podman", "volume", "ls", "-q", "--filter", f"name=^{prefix}"], capture_output=True, text=True
+        ["podman", "volume", "ls", "-q", "--filter", f"name=^{prefix}"],
+        capture_output=True,
+        text=True,
     ).stdout.split()
     if vols:
         podman("volume", "rm", "-f", *vols)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "apply.json")
@@ -107,7 +116,9 @@ def main() -> int:
         argvs = [podman_run_argv(s, f"{base_prefix}-{i:03d}") for i, s in enumerate(specs)]
         start = time.perf_counter()
         with ThreadPoolExecutor(args.concurrency) as pool:
-            codes = list(pool.map(lambda a: subprocess.run(a, capture_output=True).returncode, argvs))
+            codes = list(
+                pool.map(lambda a: subprocess.run(a, capture_output=True).returncode, argvs)
+            )
         results["baseline_podman_run_s"] = round(time.perf_counter() - start, 3)
         if any(codes):
             print(f"warning: {sum(1 for c in codes if c)} podman run calls failed", file=sys.stderr)
@@ -116,8 +127,19 @@ def main() -> int:
         # 2. agentctl apply through the real CLI
         start = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "agentctl_swarm.cli", "apply", "-f", str(fleet_file), "--concurrency", str(args.concurrency)],
-            capture_output=True, text=True, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "agentctl_swarm.cli",
+                "apply",
+                "-f",
+                str(fleet_file),
+                "--concurrency",
+                str(args.concurrency),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
         )
         results["agentctl_apply_s"] = round(time.perf_counter() - start, 3)
         if proc.returncode != 0:
@@ -140,9 +162,17 @@ def main() -> int:
     results["apply_vs_baseline_ratio"] = round(ratio, 3)
     rows = [
         ("podman run -d x N (baseline)", f"{results['baseline_podman_run_s']:.2f} s", ""),
-        ("agentctl apply (N agents)", f"{results['agentctl_apply_s']:.2f} s", f"ratio {ratio:.2f} (target <= 1.20)"),
+        (
+            "agentctl apply (N agents)",
+            f"{results['agentctl_apply_s']:.2f} s",
+            f"ratio {ratio:.2f} (target <= 1.20)",
+        ),
         ("no-op re-apply", f"{results['noop_reapply_s'] * 1000:.0f} ms", "target < 500 ms"),
-        ("no-op API calls", str(results["noop_api_calls"]), f"target 1 ({results['noop_api_calls_by_path']})"),
+        (
+            "no-op API calls",
+            str(results["noop_api_calls"]),
+            f"target 1 ({results['noop_api_calls_by_path']})",
+        ),
     ]
     print(f"\nbench/apply: {args.agents} agents, concurrency {args.concurrency}")
     for label, value, note in rows:

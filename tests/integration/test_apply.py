@@ -16,7 +16,14 @@ from tests.conftest import AGENTCTL, REPO, run_agentctl
 pytestmark = pytest.mark.podman
 
 
-def write_fleet(path: Path, name: str, *, builders: int = 2, reviewer_cmd: str = "sleep infinity", extra: str = "") -> Path:
+def write_fleet(
+    path: Path,
+    name: str,
+    *,
+    builders: int = 2,
+    reviewer_cmd: str = "sleep infinity",
+    extra: str = "",
+) -> Path:
     path.write_text(
         f"""\
 apiVersion: agentctl.io/v1
@@ -44,18 +51,28 @@ def states(backend, fleet: str) -> dict[str, str]:
     return {o.name: o.state for o in backend.list_owned(fleet)}
 
 
-def test_apply_reapply_change_scale_delete(tmp_path, fleet_name, agent_image, podman_backend) -> None:
+def test_apply_reapply_change_scale_delete(
+    tmp_path, fleet_name, agent_image, podman_backend
+) -> None:
     fleet = write_fleet(tmp_path / "fleet.yaml", fleet_name)
 
     first = run_agentctl("apply", "-f", str(fleet), check=True)
     assert "3 changed" in first.stdout
     created = ids(podman_backend, fleet_name)
-    assert sorted(created) == [f"{fleet_name}-swarm-builder-000", f"{fleet_name}-swarm-builder-001", f"{fleet_name}-swarm-reviewer-000"]
+    assert sorted(created) == [
+        f"{fleet_name}-swarm-builder-000",
+        f"{fleet_name}-swarm-builder-001",
+        f"{fleet_name}-swarm-reviewer-000",
+    ]
     assert set(states(podman_backend, fleet_name).values()) == {"running"}
 
     # get shows every agent with the promised columns
     rows = json.loads(run_agentctl("get", "-f", str(fleet), "-o", "json", check=True).stdout)
-    assert {r["agent"] for r in rows} == {"swarm-builder-000", "swarm-builder-001", "swarm-reviewer-000"}
+    assert {r["agent"] for r in rows} == {
+        "swarm-builder-000",
+        "swarm-builder-001",
+        "swarm-reviewer-000",
+    }
     assert {"name", "role", "state", "restarts", "container_id", "uptime"} <= set(rows[0])
 
     # re-apply of an unchanged fleet changes nothing; diff agrees (exit 0)
@@ -95,22 +112,46 @@ def test_containers_are_hardened(tmp_path, fleet_name, agent_image, podman_backe
     host = attrs["HostConfig"]
     assert attrs["Config"]["User"] == "1000:1000"
     assert "CAP_CHOWN" in host["CapDrop"] and "CAP_KILL" in host["CapDrop"]
-    status = podman_backend.exec(f"{fleet_name}-swarm-builder-000", ["grep", "-E", "^Cap(Eff|Bnd):", "/proc/1/status"])
-    assert status.stdout.decode().split() == ["CapEff:", "0000000000000000", "CapBnd:", "0000000000000000"]
-    nnp = podman_backend.exec(f"{fleet_name}-swarm-builder-000", ["grep", "NoNewPrivs", "/proc/1/status"])
+    status = podman_backend.exec(
+        f"{fleet_name}-swarm-builder-000", ["grep", "-E", "^Cap(Eff|Bnd):", "/proc/1/status"]
+    )
+    assert status.stdout.decode().split() == [
+        "CapEff:",
+        "0000000000000000",
+        "CapBnd:",
+        "0000000000000000",
+    ]
+    nnp = podman_backend.exec(
+        f"{fleet_name}-swarm-builder-000", ["grep", "NoNewPrivs", "/proc/1/status"]
+    )
     assert nnp.stdout.decode().split() == ["NoNewPrivs:", "1"]
-    assert host["Memory"] == 128 * 1024**2 and host["PidsLimit"] == 64 and host["NanoCpus"] == 500_000_000
+    assert (
+        host["Memory"] == 128 * 1024**2
+        and host["PidsLimit"] == 64
+        and host["NanoCpus"] == 500_000_000
+    )
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
     assert mounts["/workspace"]["Name"] == f"{fleet_name}-swarm-builder-000-workspace"
     assert mounts["/state"]["Name"] == f"{fleet_name}-swarm-builder-000-state"
     labels = attrs["Config"]["Labels"]
-    assert {"io.agentctl.fleet", "io.agentctl.agent", "io.agentctl.role", "io.agentctl.spec-hash"} <= set(labels)
+    assert {
+        "io.agentctl.fleet",
+        "io.agentctl.agent",
+        "io.agentctl.role",
+        "io.agentctl.spec-hash",
+    } <= set(labels)
 
 
-def test_foreign_containers_are_never_touched(tmp_path, fleet_name, agent_image, podman_backend) -> None:
+def test_foreign_containers_are_never_touched(
+    tmp_path, fleet_name, agent_image, podman_backend
+) -> None:
     fleet = write_fleet(tmp_path / "fleet.yaml", fleet_name, builders=1)
     foreign = podman_backend.client.containers.create(
-        agent_image, ["sleep", "600"], name=f"{fleet_name}-swarm-builder-009", network_mode="host", labels={"owner": "someone"}
+        agent_image,
+        ["sleep", "600"],
+        name=f"{fleet_name}-swarm-builder-009",
+        network_mode="host",
+        labels={"owner": "someone"},
     )
     try:
         run_agentctl("apply", "-f", str(fleet), "--prune", check=True)
@@ -123,7 +164,9 @@ def test_foreign_containers_are_never_touched(tmp_path, fleet_name, agent_image,
 
 def test_bad_fleet_changes_nothing(tmp_path, fleet_name, podman_backend) -> None:
     fleet = write_fleet(tmp_path / "fleet.yaml", fleet_name)
-    fleet.write_text(fleet.read_text().replace("replicas: 2", "replicas: -2").replace("command:", "comand:", 1))
+    fleet.write_text(
+        fleet.read_text().replace("replicas: 2", "replicas: -2").replace("command:", "comand:", 1)
+    )
     proc = run_agentctl("apply", "-f", str(fleet))
     assert proc.returncode == 2
     assert f"{fleet}:9:15: agents[0].replicas" in proc.stderr
@@ -133,17 +176,23 @@ def test_bad_fleet_changes_nothing(tmp_path, fleet_name, podman_backend) -> None
     assert run_agentctl("diff", "-f", str(fleet)).returncode == 2
 
 
-def test_missing_secret_is_located_and_nothing_is_created(tmp_path, fleet_name, agent_image, podman_backend) -> None:
+def test_missing_secret_is_located_and_nothing_is_created(
+    tmp_path, fleet_name, agent_image, podman_backend
+) -> None:
     extra = "    secrets:\n      - {name: API_KEY, from_env: AGENTCTL_TEST_SECRET_UNSET}\n"
     fleet = write_fleet(tmp_path / "fleet.yaml", fleet_name, extra=extra)
-    proc = run_agentctl("apply", "-f", str(fleet), env={"AGENTCTL_TEST_SECRET_UNSET": ""} if False else None)
+    proc = run_agentctl(
+        "apply", "-f", str(fleet), env={"AGENTCTL_TEST_SECRET_UNSET": ""} if False else None
+    )
     assert proc.returncode == 2, proc.stderr
     assert "reviewer" not in proc.stderr or "secrets[0].from_env" in proc.stderr
     assert "AGENTCTL_TEST_SECRET_UNSET is not set" in proc.stderr
     assert ids(podman_backend, fleet_name) == {}
 
 
-def test_secret_value_reaches_the_agent_but_not_labels_or_inspect(tmp_path, fleet_name, agent_image, podman_backend) -> None:
+def test_secret_value_reaches_the_agent_but_not_labels_or_inspect(
+    tmp_path, fleet_name, agent_image, podman_backend
+) -> None:
     value = "s3cr3t-" + fleet_name
     extra = "    secrets:\n      - {name: API_KEY, from_env: AGENTCTL_TEST_SECRET}\n"
     fleet = write_fleet(tmp_path / "fleet.yaml", fleet_name, builders=0, extra=extra)
@@ -164,11 +213,16 @@ def test_secret_value_reaches_the_agent_but_not_labels_or_inspect(tmp_path, flee
     assert value.encode() not in ps.stdout
 
 
-def test_apply_killed_half_way_is_repaired_by_the_next(tmp_path, fleet_name, agent_image, podman_backend) -> None:
+def test_apply_killed_half_way_is_repaired_by_the_next(
+    tmp_path, fleet_name, agent_image, podman_backend
+) -> None:
     fleet = write_fleet(tmp_path / "fleet.yaml", fleet_name, builders=6)
     proc = subprocess.Popen(
         [*AGENTCTL, "apply", "-f", str(fleet), "--concurrency", "1"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     for line in proc.stdout:  # wait until it is part-way through, then kill -9
@@ -184,10 +238,18 @@ def test_apply_killed_half_way_is_repaired_by_the_next(tmp_path, fleet_name, age
     assert run_agentctl("diff", "-f", str(fleet)).returncode == 0
 
 
-def test_two_applies_at_once_do_not_corrupt_each_other(tmp_path, fleet_name, agent_image, podman_backend) -> None:
+def test_two_applies_at_once_do_not_corrupt_each_other(
+    tmp_path, fleet_name, agent_image, podman_backend
+) -> None:
     fleet = write_fleet(tmp_path / "fleet.yaml", fleet_name, builders=3)
     procs = [
-        subprocess.Popen([*AGENTCTL, "apply", "-f", str(fleet)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [*AGENTCTL, "apply", "-f", str(fleet)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     results = [p.communicate(timeout=300) for p in procs]
@@ -212,6 +274,8 @@ def test_stop_and_restart_one_agent(tmp_path, fleet_name, agent_image, podman_ba
 
 def test_unreachable_podman_is_one_clear_line(tmp_path, fleet_name) -> None:
     fleet = write_fleet(tmp_path / "fleet.yaml", fleet_name)
-    proc = run_agentctl("get", "-f", str(fleet), env={"AGENTCTL_PODMAN_URL": "unix:///nonexistent/podman.sock"})
+    proc = run_agentctl(
+        "get", "-f", str(fleet), env={"AGENTCTL_PODMAN_URL": "unix:///nonexistent/podman.sock"}
+    )
     assert proc.returncode == 3
     assert "agentctl doctor --fix" in proc.stderr and "Traceback" not in proc.stderr

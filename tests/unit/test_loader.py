@@ -48,52 +48,168 @@ def test_good_file_loads() -> None:
 CASES: list[tuple[str, str, str]] = [
     # (id, fleet text, expected problem line)
     ("yaml-syntax", GOOD.replace("kind: Fleet", "kind: [Fleet"), "f.yaml:3:9: YAML syntax error"),
-    ("duplicate-key", GOOD.replace("kind: Fleet", "kind: Fleet\nkind: Fleet"), "f.yaml:3:1: kind: duplicate key"),
-    ("unknown-top-key", GOOD.replace("defaults:", "defualts:"), "f.yaml:5:1: defualts: unknown key 'defualts'; did you mean 'defaults'?"),
-    ("unknown-agent-key", with_agent("comand: [sh]\n"), "f.yaml:15:5: agents[0].comand: unknown key 'comand'; did you mean 'command'?"),
-    ("unknown-resource-key", GOOD.replace("pids: 256", "pid: 256"), "f.yaml:7:38: defaults.resources.pid: unknown key 'pid'; did you mean 'pids'?"),
-    ("missing-role", GOOD.replace("  - role: builder\n    replicas: 2", "  - replicas: 2"), "f.yaml:10:5: agents[0].role: required field is missing"),
-    ("api-version", GOOD.replace("agentctl.io/v1", "agentctl.io/v2"), "f.yaml:1:13: apiVersion: got 'agentctl.io/v2'; expected 'agentctl.io/v1'"),
-    ("kind", GOOD.replace("kind: Fleet", "kind: Pod"), "f.yaml:2:7: kind: got 'Pod'; expected 'Fleet'"),
-    ("fleet-name", GOOD.replace("name: demo", "name: Demo_1"), "f.yaml:4:9: metadata.name: name 'Demo_1' must be 1-30 lowercase"),
-    ("replicas-negative", GOOD.replace("replicas: 2", "replicas: -1"), "f.yaml:11:15: agents[0].replicas: Input should be greater than or equal to 0"),
-    ("replicas-not-int", GOOD.replace("replicas: 2", "replicas: two"), "f.yaml:11:15: agents[0].replicas: Input should be a valid integer"),
-    ("memory-unit", GOOD.replace("memory: 512m", "memory: 512x"), "f.yaml:7:23: defaults.resources.memory: '512x' is not a size; write it like 512m or 2g"),
-    ("cpus-zero", GOOD.replace("cpus: 1", "cpus: 0"), "f.yaml:7:35: defaults.resources.cpus: cpus must be greater than 0"),
-    ("network", GOOD.replace("network: host", "network: bridged"), "f.yaml:8:12: defaults.network: got 'bridged'; expected 'host', 'none' or 'bridge'"),
-    ("no-command", GOOD.replace('    command: ["sh", "-c", "sleep infinity"]\n', ""), "f.yaml:10:5: agents[0]: runtime 'command' needs a `command:` list"),
-    ("empty-command", GOOD.replace('["sh", "-c", "sleep infinity"]', "[]"), "f.yaml:13:14: agents[0].command: command must not be empty"),
-    ("runtime", GOOD.replace("runtime: command", "runtime: gpt"), "f.yaml:12:14: agents[0].runtime: got 'gpt'; expected 'command'"),
-    ("bad-role", GOOD.replace("role: builder", "role: Builder!"), "f.yaml:10:11: agents[0].role: role 'Builder!' must be"),
-    ("env-key", GOOD.replace("env: {KEY: value}", "env: {1BAD: value}"), "f.yaml:14:10: agents[0].env: '1BAD' is not a valid environment variable name"),
-    ("reserved-label", with_agent("labels: {io.agentctl.fleet: x}\n"), "f.yaml:15:13: agents[0].labels: label 'io.agentctl.fleet' uses the reserved prefix"),
-    ("volume-target", with_agent("volumes:\n  - {source: /data, target: data}\n"), "f.yaml:16:33: agents[0].volumes[0].target: target 'data' must be an absolute path"),
-    ("secret-no-source", with_agent("secrets:\n  - {name: API_KEY}\n"), "f.yaml:16:9: agents[0].secrets[0]: give exactly one of from_env or from_file"),
-    ("secret-two-sources", with_agent("secrets:\n  - {name: K, from_env: A, from_file: /b}\n"), "f.yaml:16:9: agents[0].secrets[0]: give exactly one of from_env or from_file"),
-    ("duplicate-role", GOOD + "  - role: builder\n    command: [sh]\n", "f.yaml:15:11: agents[1].role: role 'builder' is already used by agents[0]"),
-    ("sensitive-mount", with_agent("volumes:\n  - {source: ~/.ssh, target: /home/agent/.ssh}\n"), "f.yaml:16:18: agents[0].volumes[0].source: mounting '~/.ssh' exposes ~/.ssh"),
-    ("engine-socket", with_agent("volumes:\n  - {source: /run/podman/podman.sock, target: /sock}\n"), "f.yaml:16:18: agents[0].volumes[0].source: mounting '/run/podman/podman.sock' exposes /run/podman"),
-    ("host-root", with_agent("volumes:\n  - {source: /, target: /host}\n"), "f.yaml:16:18: agents[0].volumes[0].source: mounting '/' exposes /"),
-    ("no-agents", GOOD.split("agents:")[0] + "agents: []\n", "f.yaml:9:9: agents: List should have at least 1 item"),
+    (
+        "duplicate-key",
+        GOOD.replace("kind: Fleet", "kind: Fleet\nkind: Fleet"),
+        "f.yaml:3:1: kind: duplicate key",
+    ),
+    (
+        "unknown-top-key",
+        GOOD.replace("defaults:", "defualts:"),
+        "f.yaml:5:1: defualts: unknown key 'defualts'; did you mean 'defaults'?",
+    ),
+    (
+        "unknown-agent-key",
+        with_agent("comand: [sh]\n"),
+        "f.yaml:15:5: agents[0].comand: unknown key 'comand'; did you mean 'command'?",
+    ),
+    (
+        "unknown-resource-key",
+        GOOD.replace("pids: 256", "pid: 256"),
+        "f.yaml:7:38: defaults.resources.pid: unknown key 'pid'; did you mean 'pids'?",
+    ),
+    (
+        "missing-role",
+        GOOD.replace("  - role: builder\n    replicas: 2", "  - replicas: 2"),
+        "f.yaml:10:5: agents[0].role: required field is missing",
+    ),
+    (
+        "api-version",
+        GOOD.replace("agentctl.io/v1", "agentctl.io/v2"),
+        "f.yaml:1:13: apiVersion: got 'agentctl.io/v2'; expected 'agentctl.io/v1'",
+    ),
+    (
+        "kind",
+        GOOD.replace("kind: Fleet", "kind: Pod"),
+        "f.yaml:2:7: kind: got 'Pod'; expected 'Fleet'",
+    ),
+    (
+        "fleet-name",
+        GOOD.replace("name: demo", "name: Demo_1"),
+        "f.yaml:4:9: metadata.name: name 'Demo_1' must be 1-30 lowercase",
+    ),
+    (
+        "replicas-negative",
+        GOOD.replace("replicas: 2", "replicas: -1"),
+        "f.yaml:11:15: agents[0].replicas: Input should be greater than or equal to 0",
+    ),
+    (
+        "replicas-not-int",
+        GOOD.replace("replicas: 2", "replicas: two"),
+        "f.yaml:11:15: agents[0].replicas: Input should be a valid integer",
+    ),
+    (
+        "memory-unit",
+        GOOD.replace("memory: 512m", "memory: 512x"),
+        "f.yaml:7:23: defaults.resources.memory: '512x' is not a size; write it like 512m or 2g",
+    ),
+    (
+        "cpus-zero",
+        GOOD.replace("cpus: 1", "cpus: 0"),
+        "f.yaml:7:35: defaults.resources.cpus: cpus must be greater than 0",
+    ),
+    (
+        "network",
+        GOOD.replace("network: host", "network: bridged"),
+        "f.yaml:8:12: defaults.network: got 'bridged'; expected 'host', 'none' or 'bridge'",
+    ),
+    (
+        "no-command",
+        GOOD.replace('    command: ["sh", "-c", "sleep infinity"]\n', ""),
+        "f.yaml:10:5: agents[0]: runtime 'command' needs a `command:` list",
+    ),
+    (
+        "empty-command",
+        GOOD.replace('["sh", "-c", "sleep infinity"]', "[]"),
+        "f.yaml:13:14: agents[0].command: command must not be empty",
+    ),
+    (
+        "runtime",
+        GOOD.replace("runtime: command", "runtime: gpt"),
+        "f.yaml:12:14: agents[0].runtime: got 'gpt'; expected 'command'",
+    ),
+    (
+        "bad-role",
+        GOOD.replace("role: builder", "role: Builder!"),
+        "f.yaml:10:11: agents[0].role: role 'Builder!' must be",
+    ),
+    (
+        "env-key",
+        GOOD.replace("env: {KEY: value}", "env: {1BAD: value}"),
+        "f.yaml:14:10: agents[0].env: '1BAD' is not a valid environment variable name",
+    ),
+    (
+        "reserved-label",
+        with_agent("labels: {io.agentctl.fleet: x}\n"),
+        "f.yaml:15:13: agents[0].labels: label 'io.agentctl.fleet' uses the reserved prefix",
+    ),
+    (
+        "volume-target",
+        with_agent("volumes:\n  - {source: /data, target: data}\n"),
+        "f.yaml:16:33: agents[0].volumes[0].target: target 'data' must be an absolute path",
+    ),
+    (
+        "secret-no-source",
+        with_agent("secrets:\n  - {name: API_KEY}\n"),
+        "f.yaml:16:9: agents[0].secrets[0]: give exactly one of from_env or from_file",
+    ),
+    (
+        "secret-two-sources",
+        with_agent("secrets:\n  - {name: K, from_env: A, from_file: /b}\n"),
+        "f.yaml:16:9: agents[0].secrets[0]: give exactly one of from_env or from_file",
+    ),
+    (
+        "duplicate-role",
+        GOOD + "  - role: builder\n    command: [sh]\n",
+        "f.yaml:15:11: agents[1].role: role 'builder' is already used by agents[0]",
+    ),
+    (
+        "sensitive-mount",
+        with_agent("volumes:\n  - {source: ~/.ssh, target: /home/agent/.ssh}\n"),
+        "f.yaml:16:18: agents[0].volumes[0].source: mounting '~/.ssh' exposes ~/.ssh",
+    ),
+    (
+        "engine-socket",
+        with_agent("volumes:\n  - {source: /run/podman/podman.sock, target: /sock}\n"),
+        "f.yaml:16:18: agents[0].volumes[0].source: mounting '/run/podman/podman.sock' exposes /run/podman",
+    ),
+    (
+        "host-root",
+        with_agent("volumes:\n  - {source: /, target: /host}\n"),
+        "f.yaml:16:18: agents[0].volumes[0].source: mounting '/' exposes /",
+    ),
+    (
+        "no-agents",
+        GOOD.split("agents:")[0] + "agents: []\n",
+        "f.yaml:9:9: agents: List should have at least 1 item",
+    ),
     ("top-not-mapping", "- a\n- b\n", "f.yaml:1:1: the top level must be a mapping"),
     ("empty-file", "", "f.yaml:1:1: the file is empty"),
 ]
 
 
-@pytest.mark.parametrize(("text", "expected"), [(t, e) for _, t, e in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("text", "expected"), [(t, e) for _, t, e in CASES], ids=[c[0] for c in CASES]
+)
 def test_each_mistake_is_located(text: str, expected: str) -> None:
     found = problems(text)
     assert any(p.startswith(expected) for p in found), f"expected {expected!r} in {found}"
 
 
 def test_all_problems_reported_at_once() -> None:
-    text = GOOD.replace("defaults:", "defualts:").replace("replicas: 2", "replicas: -1").replace("kind: Fleet", "kind: Pod")
+    text = (
+        GOOD.replace("defaults:", "defualts:")
+        .replace("replicas: 2", "replicas: -1")
+        .replace("kind: Fleet", "kind: Pod")
+    )
     found = problems(text)
     assert [p.split(":")[1] for p in found] == ["2", "5", "11"]
 
 
 def test_sensitive_mount_allowed_when_explicit() -> None:
-    text = with_agent("volumes:\n  - {source: ~/.ssh, target: /home/agent/.ssh, read_only: true, allow_sensitive: true}\n")
+    text = with_agent(
+        "volumes:\n  - {source: ~/.ssh, target: /home/agent/.ssh, read_only: true, allow_sensitive: true}\n"
+    )
     loaded = load_fleet_text(text, "f.yaml")
     assert loaded.fleet.agents[0].volumes[0].allow_sensitive
 

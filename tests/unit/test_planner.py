@@ -23,7 +23,9 @@ def desired() -> list[ContainerSpec]:
     return render_fleet(load_fleet_text(FLEET).fleet, home=Path("/h"))
 
 
-def seen(spec: ContainerSpec, *, state: str = "running", spec_hash: str | None = None) -> ObservedContainer:
+def seen(
+    spec: ContainerSpec, *, state: str = "running", spec_hash: str | None = None
+) -> ObservedContainer:
     return ObservedContainer(
         id="abc",
         name=spec.name,
@@ -57,7 +59,11 @@ def test_matching_world_is_a_no_op() -> None:
 def test_changed_hash_recreates_only_that_agent() -> None:
     d = desired()
     obs = [seen(d[0], spec_hash="old"), seen(d[1]), seen(d[2])]
-    assert kinds(plan(d, obs)) == {d[0].name: Kind.RECREATE, d[1].name: Kind.KEEP, d[2].name: Kind.KEEP}
+    assert kinds(plan(d, obs)) == {
+        d[0].name: Kind.RECREATE,
+        d[1].name: Kind.KEEP,
+        d[2].name: Kind.KEEP,
+    }
 
 
 def test_stopped_or_half_created_containers_are_started() -> None:

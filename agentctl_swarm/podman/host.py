@@ -1,0 +1,681 @@
+"""Host setup for Podman (`agentctl doctor`): observe, diagnose, fix.
+
+Split in three so the decisions can be tested without a machine to break:
+
+* ``observe()`` gathers facts (is podman there, which OCI runtime, cgroup layout, rlimits,
+  containers.conf values, is the API socket answering, optionally a test container start);
+* ``diagnose(obs)`` is pure: it turns those facts into findings and the actions that fix
+  them. A healthy host yields no actions, so ``doctor`` changes nothing there;
+* ``apply(action)`` performs one action (apt-get install, write the containers.conf drop-in,
+  start the API service).
+
+The two problems this automates come from real machines: crun refuses to start containers
+on a cgroup v1/v2 *hybrid* host ("cgroups in hybrid mode"), and rootful Podman asks every
+container for nofile/nproc = 1048576, which fails ("error setting rlimit type 7") when the
+host's hard limits are lower and the engine lacks CAP_SYS_RESOURCE (nested containers, CI
+sandboxes). Both are fixed in one drop-in file that this module owns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+DROPIN_NAME = "50-agentctl.conf"
+# What rootful Podman requests for nofile and nproc when containers.conf sets nothing.
+PODMAN_DEFAULT_RLIMIT = 1_048_576
+# nproc counts every process of the agent uid on the host, across all containers; the
+# per-container limit is the pids cgroup, so this only needs to be generous, not exact.
+NPROC_CAP = 4096
+CAP_SYS_RESOURCE = 24
+RLIMIT_NAMES = ("nofile", "nproc")
+
+CgroupMode = Literal["v2", "hybrid", "v1", "unknown"]
+Severity = Literal["ok", "problem"]
+
+
+# ---------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Outcome of starting a throw-away container (`podman run --rm IMAGE true`)."""
+
+    image: str
+    ok: bool
+    output: str = ""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Facts about the host; everything ``diagnose`` needs and nothing it must fetch."""
+
+    is_root: bool
+    podman_path: str | None
+    podman_version: str | None = None
+    podman_error: str | None = None  # `podman info` failed: its message
+    apt_available: bool = False
+    cgroup_mode: CgroupMode = "unknown"
+    runtime: str | None = None  # the OCI runtime podman uses now
+    runtimes_installed: tuple[str, ...] = ()
+    rlimit_hard: Mapping[str, int] = field(default_factory=dict)  # nofile/nproc hard
+    can_raise_rlimits: bool = False  # CAP_SYS_RESOURCE in the effective set
+    configured_ulimits: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    dropin_path: Path = Path("/etc/containers/containers.conf.d") / DROPIN_NAME
+    dropin_content: str | None = None
+    conf_override: str | None = None  # $CONTAINERS_CONF: Podman then reads only that file
+    socket_url: str = "unix:///run/podman/podman.sock"
+    socket_ok: bool = False
+    systemd: bool = False
+    probe: ProbeResult | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing doctor checked: fine or a problem, with the fix when there is no action."""
+
+    check: str
+    severity: Severity
+    message: str
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class InstallPackages:
+    """apt-get install these packages."""
+
+    packages: tuple[str, ...]
+
+    def describe(self) -> str:
+        return "apt-get install -y " + " ".join(self.packages)
+
+
+@dataclass(frozen=True)
+class WriteDropin:
+    """Write the containers.conf drop-in that carries the runtime and ulimit fixes."""
+
+    path: Path
+    content: str
+
+    def describe(self) -> str:
+        return f"write {self.path}"
+
+
+@dataclass(frozen=True)
+class StartApiService:
+    """Start the Podman API service on ``url`` (systemd socket unit or a detached process)."""
+
+    url: str
+    method: Literal["systemd", "process"]
+    rootless: bool = False
+
+    def describe(self) -> str:
+        if self.method == "systemd":
+            user = "--user " if self.rootless else ""
+            return f"systemctl {user}enable --now podman.socket"
+        return f"setsid podman system service --time=0 {self.url}"
+
+
+Action = InstallPackages | WriteDropin | StartApiService
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What doctor found and what it would do about it."""
+
+    findings: tuple[Finding, ...]
+    actions: tuple[Action, ...]
+
+    @property
+    def problems(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "problem")
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+
+# ---------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def parse_cgroup_mode(mounts: str) -> CgroupMode:
+    """Classify the cgroup layout from /proc/self/mounts text."""
+    root_type = None
+    unified = False
+    v1 = False
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        target, fstype = parts[1], parts[2]
+        if target == "/sys/fs/cgroup":
+            root_type = fstype
+        elif fstype == "cgroup2" and target.startswith("/sys/fs/cgroup/"):
+            unified = True
+        elif fstype == "cgroup":
+            v1 = True
+    if root_type == "cgroup2":
+        return "v2"
+    if v1 and unified:
+        return "hybrid"
+    if v1:
+        return "v1"
+    return "unknown"
+
+
+def parse_ulimits(entries: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """Parse containers.conf ``default_ulimits`` entries ("nofile=1024:2048")."""
+    out: dict[str, tuple[int, int]] = {}
+    for entry in entries:
+        name, _, value = str(entry).partition("=")
+        soft, _, hard = value.partition(":")
+        try:
+            soft_i = int(soft)
+            hard_i = int(hard) if hard else soft_i
+        except ValueError:
+            continue
+        out[name.strip()] = (soft_i, hard_i)
+    return out
+
+
+def read_conf_values(texts: Iterable[str]) -> tuple[str | None, dict[str, tuple[int, int]]]:
+    """Merge containers.conf files (in precedence order) into (runtime, ulimits).
+
+    Later files override earlier ones key by key, as Podman does.
+    """
+    runtime: str | None = None
+    ulimits: dict[str, tuple[int, int]] = {}
+    for text in texts:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            continue
+        engine = data.get("engine", {})
+        if isinstance(engine, dict) and isinstance(engine.get("runtime"), str):
+            runtime = engine["runtime"]
+        containers = data.get("containers", {})
+        if isinstance(containers, dict) and isinstance(containers.get("default_ulimits"), list):
+            ulimits = parse_ulimits(containers["default_ulimits"])
+    return runtime, ulimits
+
+
+def render_dropin(runtime: str | None, ulimits: Mapping[str, tuple[int, int]]) -> str:
+    """The drop-in file text for these settings (stable, so rewriting it is a no-op)."""
+    lines = [
+        "# Written by `agentctl doctor`; it rewrites this file only when a check fails.",
+        "# Delete it and run `agentctl doctor --fix` to regenerate it.",
+    ]
+    if ulimits:
+        items = ", ".join(f'"{k}={s}:{h}"' for k, (s, h) in sorted(ulimits.items()))
+        lines += ["[containers]", f"default_ulimits = [{items}]"]
+    if runtime:
+        lines += ["[engine]", f'runtime = "{runtime}"']
+    return "\n".join(lines) + "\n"
+
+
+def wanted_ulimits(rlimit_hard: Mapping[str, int]) -> dict[str, tuple[int, int]]:
+    """Ulimits that fit under the host's hard limits (nproc also capped, see NPROC_CAP)."""
+    out: dict[str, tuple[int, int]] = {}
+    for name in RLIMIT_NAMES:
+        hard = min(rlimit_hard.get(name, PODMAN_DEFAULT_RLIMIT), PODMAN_DEFAULT_RLIMIT)
+        if name == "nproc":
+            hard = min(hard, NPROC_CAP)
+        out[name] = (hard, hard)
+    return out
+
+
+def classify_probe(output: str) -> str:
+    """Name the known failure in a container start's output: rlimit, runtime or other."""
+    text = output.lower()
+    if "rlimit" in text:
+        return "rlimit"
+    if "hybrid mode" in text or ("crun" in text and "cgroup" in text):
+        return "runtime"
+    return "other"
+
+
+def _socket_path(url: str) -> str | None:
+    return url[len("unix://") :] if url.startswith("unix://") else None
+
+
+# ---------------------------------------------------------------------------------------
+# Diagnosis (pure)
+
+
+def _rlimit_problems(obs: Observation) -> list[str]:
+    """Which rlimits would make container starts fail, as readable reasons."""
+    if not obs.is_root or obs.can_raise_rlimits:
+        return []  # rootless Podman clamps to the caller's limits; CAP_SYS_RESOURCE can raise
+    reasons = []
+    for name in RLIMIT_NAMES:
+        hard = obs.rlimit_hard.get(name)
+        if hard is None or hard >= PODMAN_DEFAULT_RLIMIT:
+            continue
+        conf = obs.configured_ulimits.get(name)
+        if conf is None:
+            reasons.append(
+                f"{name}: host hard limit {hard} < {PODMAN_DEFAULT_RLIMIT} that Podman requests"
+            )
+        elif conf[1] > hard or conf[0] > conf[1]:
+            reasons.append(f"{name}: configured {conf[0]}:{conf[1]} exceeds host hard limit {hard}")
+    return reasons
+
+
+def diagnose(obs: Observation, *, allow_install: bool = True) -> Diagnosis:
+    """Turn observations into findings and the actions that fix them (pure).
+
+    Actions come in the order they must run: packages, then the drop-in (the API service
+    reads containers.conf only when it starts), then the service. Problems that need a
+    person (not root, apt missing, unknown failures) become findings with a hint.
+    """
+    findings: list[Finding] = []
+    actions: list[Action] = []
+    packages: list[str] = []
+    can_install = allow_install and obs.is_root and obs.apt_available
+
+    def problem(check: str, message: str, hint: str = "") -> None:
+        findings.append(Finding(check, "problem", message, hint))
+
+    def ok(check: str, message: str) -> None:
+        findings.append(Finding(check, "ok", message))
+
+    # podman itself
+    if obs.podman_path is None:
+        if can_install:
+            packages += ["podman", "runc"]
+            problem("podman", "podman is not installed", "installing it with apt-get")
+        else:
+            why = "--no-install was given" if not allow_install else "needs root and apt-get"
+            problem(
+                "podman",
+                f"podman is not installed ({why})",
+                "install it: sudo apt-get install -y podman runc",
+            )
+    elif obs.podman_error:
+        problem("podman", f"`podman info` fails: {obs.podman_error}", "see the message above")
+    else:
+        ok("podman", f"podman {obs.podman_version or '?'} at {obs.podman_path}")
+
+    # OCI runtime
+    runtime_fix: str | None = None
+    probe_kind = classify_probe(obs.probe.output) if obs.probe and not obs.probe.ok else None
+    crun_broken = obs.runtime == "crun" and (obs.cgroup_mode == "hybrid" or probe_kind == "runtime")
+    if obs.podman_path and not obs.podman_error:
+        if crun_broken:
+            runtime_fix = "runc"
+            if "runc" not in obs.runtimes_installed:
+                if can_install:
+                    packages.append("runc")
+                else:
+                    problem("runtime", "runc is needed but not installed", "apt-get install runc")
+            problem(
+                "runtime",
+                f"crun cannot start containers on this {obs.cgroup_mode} cgroup host",
+                "switching the engine runtime to runc",
+            )
+        else:
+            ok("runtime", f"OCI runtime {obs.runtime or '?'} (cgroups {obs.cgroup_mode})")
+
+    # rlimits
+    reasons = _rlimit_problems(obs)
+    if not reasons and probe_kind == "rlimit":
+        reasons = ["a test container failed to set rlimits"]
+    ulimit_fix: dict[str, tuple[int, int]] = {}
+    if reasons:
+        ulimit_fix = wanted_ulimits(obs.rlimit_hard)
+        shown = ", ".join(f"{k}={s}:{h}" for k, (s, h) in sorted(ulimit_fix.items()))
+        problem("rlimits", "; ".join(reasons), f"capping default_ulimits to {shown}")
+    else:
+        ok("rlimits", "container rlimits fit the host's limits")
+
+    # the drop-in carrying both fixes (keeping what it already says)
+    if runtime_fix or ulimit_fix:
+        old_runtime, old_ulimits = read_conf_values([obs.dropin_content or ""])
+        new_ulimits = {**old_ulimits, **ulimit_fix}
+        content = render_dropin(runtime_fix or old_runtime, new_ulimits)
+        if obs.conf_override:
+            problem(
+                "config",
+                f"CONTAINERS_CONF={obs.conf_override} makes Podman ignore drop-ins",
+                f"add these settings to {obs.conf_override} yourself:\n"
+                + render_dropin(runtime_fix, ulimit_fix),
+            )
+        elif content != obs.dropin_content:
+            if obs.is_root or not str(obs.dropin_path).startswith("/etc/"):
+                actions.append(WriteDropin(obs.dropin_path, content))
+            else:
+                problem("config", f"{obs.dropin_path} needs root to write", content)
+
+    # the API socket
+    path = _socket_path(obs.socket_url)
+    if obs.socket_ok:
+        ok("socket", f"API socket answers at {obs.socket_url}")
+    elif path is None:
+        problem(
+            "socket",
+            f"API endpoint {obs.socket_url} does not answer",
+            "start the service there or set AGENTCTL_PODMAN_URL",
+        )
+    else:
+        default_path = "/run/podman/podman.sock" if obs.is_root else None
+        method: Literal["systemd", "process"] = "process"
+        if obs.systemd and (path == default_path or path.endswith("/podman/podman.sock")):
+            method = "systemd"
+        problem("socket", f"API socket {obs.socket_url} is not listening", "starting it")
+        actions.append(StartApiService(obs.socket_url, method, rootless=not obs.is_root))
+
+    if packages:
+        actions.insert(0, InstallPackages(tuple(dict.fromkeys(packages))))
+    return Diagnosis(tuple(findings), tuple(actions))
+
+
+# ---------------------------------------------------------------------------------------
+# Observation (I/O)
+
+
+def _which(name: str) -> str | None:
+    """Find a command on PATH, also in sbin (non-login root shells often lack it)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    if os.environ.get("PATH", "") and name in {"runc", "crun"}:
+        for d in ("/usr/sbin", "/usr/bin", "/sbin", "/usr/local/bin"):
+            if os.access(f"{d}/{name}", os.X_OK):
+                return f"{d}/{name}"
+    return None
+
+
+def _conf_files(is_root: bool) -> list[Path]:
+    """containers.conf files in the order Podman reads them (later wins)."""
+    override = os.environ.get("CONTAINERS_CONF")
+    if override:
+        return [Path(override)]
+    files = [Path("/usr/share/containers/containers.conf"), Path("/etc/containers/containers.conf")]
+    dirs = [
+        Path("/usr/share/containers/containers.conf.d"),
+        Path("/etc/containers/containers.conf.d"),
+    ]
+    if not is_root:
+        cfg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "containers"
+        files.append(cfg / "containers.conf")
+        dirs.append(cfg / "containers.conf.d")
+    for d in dirs:
+        if d.is_dir():
+            files += sorted(d.glob("*.conf"))
+    return files
+
+
+def dropin_path(is_root: bool) -> Path:
+    """Where our drop-in lives: system-wide for root, the user's config dir otherwise."""
+    if is_root:
+        return Path("/etc/containers/containers.conf.d") / DROPIN_NAME
+    cfg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return cfg / "containers" / "containers.conf.d" / DROPIN_NAME
+
+
+def _hard_limits() -> dict[str, int]:
+    import resource
+
+    out = {}
+    for name, res in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC)):
+        hard = resource.getrlimit(res)[1]
+        out[name] = PODMAN_DEFAULT_RLIMIT if hard == resource.RLIM_INFINITY else int(hard)
+    return out
+
+
+def _has_cap(cap: int) -> bool:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> cap & 1)
+    except OSError:
+        pass
+    return False
+
+
+def ping_socket(url: str, timeout: float = 2.0) -> bool:
+    """True when a Podman API answers ``GET /_ping`` with OK on this unix socket."""
+    path = _socket_path(url)
+    if path is None or not os.path.exists(path):
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(path)
+            s.sendall(b"GET /_ping HTTP/1.0\r\nHost: d\r\n\r\n")
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+    except OSError:
+        return False
+    return data.startswith(b"HTTP/") and b" 200 " in data.split(b"\r\n", 1)[0]
+
+
+def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+
+
+def _image_exists(podman: str, image: str) -> bool:
+    return _run([podman, "image", "exists", image]).returncode == 0
+
+
+def probe_container(podman: str, images: Iterable[str]) -> ProbeResult | None:
+    """Start a throw-away container from the first local image found; None if none is."""
+    for image in images:
+        if not _image_exists(podman, image):
+            continue
+        try:
+            r = _run(
+                [podman, "run", "--rm", "--network", "host", "--pull=never", image, "true"],
+                timeout=120,
+            )
+        except subprocess.TimeoutExpired:
+            return ProbeResult(image, False, "timed out after 120 s")
+        return ProbeResult(image, r.returncode == 0, (r.stderr or r.stdout).strip()[-2000:])
+    return None
+
+
+def observe(
+    socket_url: str, *, probe_images: Iterable[str] = (), systemd: bool | None = None
+) -> Observation:
+    """Gather the facts ``diagnose`` needs. Runs `podman info` and, with images, a probe."""
+    is_root = os.geteuid() == 0
+    podman = shutil.which("podman")
+    version = error = runtime = None
+    if podman:
+        try:
+            r = _run([podman, "info", "--format", "{{.Version.Version}} {{.Host.OCIRuntime.Name}}"])
+            if r.returncode == 0 and r.stdout.split():
+                version, *rest = r.stdout.split()
+                runtime = rest[0] if rest else None
+            else:
+                error = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
+        except subprocess.TimeoutExpired:
+            error = "timed out after 60 s"
+    try:
+        mounts = Path("/proc/self/mounts").read_text()
+    except OSError:
+        mounts = ""
+    texts = []
+    for f in _conf_files(is_root):
+        with contextlib.suppress(OSError):
+            texts.append(f.read_text())
+    _, ulimits = read_conf_values(texts)
+    dp = dropin_path(is_root)
+    try:
+        dropin = dp.read_text()
+    except OSError:
+        dropin = None
+    probe = None
+    if podman and not error:
+        probe = probe_container(podman, probe_images)
+    return Observation(
+        is_root=is_root,
+        podman_path=podman,
+        podman_version=version,
+        podman_error=error,
+        apt_available=shutil.which("apt-get") is not None,
+        cgroup_mode=parse_cgroup_mode(mounts),
+        runtime=runtime,
+        runtimes_installed=tuple(r for r in ("runc", "crun") if _which(r)),
+        rlimit_hard=_hard_limits(),
+        can_raise_rlimits=_has_cap(CAP_SYS_RESOURCE),
+        configured_ulimits=ulimits,
+        dropin_path=dp,
+        dropin_content=dropin,
+        conf_override=os.environ.get("CONTAINERS_CONF") or None,
+        socket_url=socket_url,
+        socket_ok=ping_socket(socket_url),
+        systemd=Path("/run/systemd/system").is_dir() if systemd is None else systemd,
+        probe=probe,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Actions (I/O)
+
+
+class ActionFailed(RuntimeError):
+    """An action did not work; the message says what and how to fix it by hand."""
+
+
+def apply(action: Action, *, log_dir: Path | None = None) -> str:
+    """Perform one action; return a line saying what changed."""
+    if isinstance(action, InstallPackages):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for argv in (
+            ["apt-get", "update", "-q"],
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *action.packages],
+        ):
+            r = subprocess.run(
+                argv, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL
+            )
+            if r.returncode != 0:
+                tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-5:])
+                raise ActionFailed(f"`{' '.join(argv)}` failed:\n{tail}")
+        return f"installed {' '.join(action.packages)}"
+    if isinstance(action, WriteDropin):
+        action.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = action.path.with_name(action.path.name + ".tmp")
+        tmp.write_text(action.content)
+        os.replace(tmp, action.path)
+        return f"wrote {action.path}"
+    if isinstance(action, StartApiService):
+        return _start_service(action, log_dir)
+    raise TypeError(action)  # pragma: no cover
+
+
+def _start_service(action: StartApiService, log_dir: Path | None) -> str:
+    if action.method == "systemd":
+        argv = ["systemctl", *(["--user"] if action.rootless else []), "enable", "--now"]
+        r = _run([*argv, "podman.socket"])
+        if r.returncode != 0:
+            raise ActionFailed(f"`{' '.join(argv)} podman.socket` failed: {r.stderr.strip()}")
+        pid = None
+    else:
+        podman = shutil.which("podman")
+        if podman is None:
+            raise ActionFailed("podman is not installed; cannot start its API service")
+        path = _socket_path(action.url)
+        assert path is not None
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        log_dir = log_dir or Path(path).parent
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_file = log_dir / "podman-service.log"
+        with open(log_file, "ab") as log:
+            proc = subprocess.Popen(
+                [podman, "system", "service", "--time=0", action.url],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                close_fds=True,
+            )
+        pid = proc.pid
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if ping_socket(action.url):
+            return f"started the Podman API service at {action.url}" + (
+                f" (pid {pid})" if pid else " (systemd podman.socket)"
+            )
+        time.sleep(0.2)
+    raise ActionFailed(
+        f"the Podman API service did not answer at {action.url} within 20 s"
+        + (f"; see {log_dir}/podman-service.log" if pid else "")
+    )
+
+
+@dataclass
+class DoctorReport:
+    """Everything one doctor run saw and did, for the CLI to print."""
+
+    diagnosis: Diagnosis
+    changes: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    socket_url: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.diagnosis.healthy and not self.failures
+
+
+def doctor(
+    socket_url: str,
+    *,
+    fix: bool = True,
+    allow_install: bool = True,
+    probe_images: Iterable[str] = (),
+    log_dir: Path | None = None,
+    on_change: Callable[[str], None] | None = None,
+) -> DoctorReport:
+    """Observe, diagnose and (with ``fix``) apply, re-observing until nothing is left to do.
+
+    Re-observing after each round matters: installing podman reveals its runtime, which
+    may need the drop-in, which must exist before the API service starts.
+    """
+    images = tuple(probe_images)
+    first = observe(socket_url, probe_images=images)
+    report = DoctorReport(diagnose(first, allow_install=allow_install), socket_url=socket_url)
+    if not fix:
+        return report
+    done: set[Action] = set()
+    for _ in range(4):
+        todo = [a for a in report.diagnosis.actions if a not in done]
+        if not todo:
+            break
+        for action in todo:
+            done.add(action)
+            try:
+                line = apply(action, log_dir=log_dir)
+            except ActionFailed as exc:
+                report.failures.append(str(exc))
+                break
+            report.changes.append(line)
+            if isinstance(action, WriteDropin) and first.socket_ok:
+                report.notes.append(
+                    "the running Podman API service still uses the old configuration: "
+                    "restart it (systemctl restart podman.service, or stop the "
+                    "`podman system service` process and run `agentctl doctor` again)"
+                )
+            if on_change is not None:
+                on_change(line)
+        if report.failures:
+            break
+        report.diagnosis = diagnose(
+            observe(socket_url, probe_images=images), allow_install=allow_install
+        )
+    return report
