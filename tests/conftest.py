@@ -9,6 +9,7 @@ the test fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
@@ -22,7 +23,6 @@ _STATE = Path(os.environ.get("AGENTCTL_TEST_STATE", f"/tmp/agentctl-test-state-{
 os.environ.setdefault("AGENTCTL_STATE_DIR", str(_STATE))
 
 from agentctl_swarm.config import settings  # noqa: E402
-import contextlib
 
 settings.cache_clear()
 

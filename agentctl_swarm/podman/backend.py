@@ -9,6 +9,7 @@ ordering belong to the controller.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import tarfile
 import threading
@@ -29,7 +30,6 @@ from agentctl_swarm.fleet.render import (
     LABEL_SPEC_HASH,
     ContainerSpec,
 )
-import contextlib
 
 
 class PodmanError(Exception):
