@@ -234,8 +234,9 @@ class PodmanBackend:
         }
         if spec.memory_bytes:
             kwargs["mem_limit"] = spec.memory_bytes
-        if spec.nano_cpus:
-            kwargs["nano_cpus"] = spec.nano_cpus
+        if spec.nano_cpus:  # podman-py ignores nano_cpus; quota/period is what libpod applies
+            kwargs["cpu_period"] = 100_000
+            kwargs["cpu_quota"] = spec.nano_cpus * 100_000 // 1_000_000_000
         if spec.pids:
             kwargs["pids_limit"] = spec.pids
         if spec.secrets:  # as files only: env-type secrets show up in `podman inspect`

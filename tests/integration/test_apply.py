@@ -128,7 +128,7 @@ def test_containers_are_hardened(tmp_path, fleet_name, agent_image, podman_backe
     assert (
         host["Memory"] == 128 * 1024**2
         and host["PidsLimit"] == 64
-        and host["NanoCpus"] == 500_000_000
+        and host["CpuQuota"] / host["CpuPeriod"] == 0.5
     )
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
     assert mounts["/workspace"]["Name"] == f"{fleet_name}-swarm-builder-000-workspace"

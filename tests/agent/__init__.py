@@ -1,0 +1,1 @@
+"""Tests of the in-container agent side (supervisor, backoff, state)."""

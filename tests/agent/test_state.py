@@ -1,0 +1,146 @@
+"""state.json: serializer round trips, atomic writes, lenient load of bad files."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from agentctl_swarm.agent.backoff import BackoffState, ExitKind, classify_exit
+from agentctl_swarm.agent.state import (
+    MAX_RECENT_EXITS,
+    ExitRecord,
+    StateStore,
+    Status,
+    SupervisorState,
+)
+
+NASTY = "say \"hi\"\nthen {braces}, $HOME, `ticks`, \\backslash, 'single', \u00e9\u2603 \x00end"
+
+
+def test_round_trip_keeps_quotes_newlines_and_unicode(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    cmd = ["sh", "-c", "echo \"a\nb\" > '/tmp/x'"]
+    state = SupervisorState(agent_name="swarm-builder-000", mission=NASTY, command=cmd)
+    store.save(state)
+    raw = json.loads((tmp_path / "state.json").read_text())
+    assert raw["mission"] == NASTY
+    assert raw["command"] == cmd
+    loaded = store.load()
+    assert loaded is not None
+    assert loaded.mission == NASTY
+    assert loaded.command == cmd
+
+
+def test_save_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    for i in range(5):
+        store.save(SupervisorState(restarts=i, status=Status.RUNNING))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+    assert store.load().restarts == 4  # type: ignore[union-attr]
+
+
+def test_save_refreshes_updated_at(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    first = store.save(SupervisorState())
+    second = store.save(first)
+    assert second.updated_at >= first.updated_at
+
+
+def test_save_creates_the_state_dir(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "a" / "b")
+    store.save(SupervisorState())
+    assert (tmp_path / "a" / "b" / "state.json").is_file()
+
+
+def test_missing_file_means_fresh_start(tmp_path: Path) -> None:
+    assert StateStore(tmp_path).load() is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"",
+        b"\xff\xfe\x00garbage",
+        b"[1, 2, 3]",
+        b'{"status": "exploded"}',
+        b'{"restarts": -4}',
+        b'{"backoff_seconds": "soon"}',
+        b'{"status": "running", "restarts": 3',  # torn write of the original
+    ],
+)
+def test_corrupt_file_is_set_aside_and_logged(
+    tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "state.json").write_bytes(content)
+    with caplog.at_level(logging.WARNING, logger="agentctl.supervisor"):
+        assert StateStore(tmp_path).load() is None
+    assert "corrupt" in caplog.text
+    assert (tmp_path / "state.json.corrupt").read_bytes() == content
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_unreadable_file_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "state.json").mkdir()  # reading a directory fails with an OSError
+    with caplog.at_level(logging.WARNING, logger="agentctl.supervisor"):
+        assert StateStore(tmp_path).load() is None
+    assert "cannot read" in caplog.text
+
+
+def test_unknown_keys_are_ignored_and_original_field_names_accepted(tmp_path: Path) -> None:
+    # The shape the original bash supervisor wrote (original-system.md §1.3).
+    original = {
+        "agent_name": "alice",
+        "mission": "monitor agentchat",
+        "status": "crashed",
+        "last_error": "",
+        "restart_count": 7,
+        "backoff": 40,
+        "started_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:01:00Z",
+        "pid": 42,
+        "some_future_field": {"x": 1},
+    }
+    (tmp_path / "state.json").write_text(json.dumps(original))
+    state = StateStore(tmp_path).load()
+    assert state is not None
+    assert (state.restarts, state.backoff_seconds, state.status) == (7, 40, Status.CRASHED)
+
+
+def test_backoff_state_round_trip() -> None:
+    state = SupervisorState().with_backoff(BackoffState(backoff=16, crash_times=(1.5, 2.5)))
+    assert state.backoff_seconds == 16
+    assert state.recent_crash_times == [1.5, 2.5]
+    assert state.backoff_state(1.0) == BackoffState(backoff=16, crash_times=(1.5, 2.5))
+    assert SupervisorState().backoff_state(3.0) == BackoffState(backoff=3.0)
+
+
+def test_exit_history_is_bounded() -> None:
+    state = SupervisorState()
+    for i in range(MAX_RECENT_EXITS + 5):
+        state = state.add_exit(ExitRecord.from_exit(classify_exit(1, ()), float(i)))
+    assert len(state.recent_exits) == MAX_RECENT_EXITS
+    assert state.recent_exits[-1].uptime_seconds == MAX_RECENT_EXITS + 4
+    assert state.last_exit == state.recent_exits[-1]
+
+
+def test_exit_record_from_signal() -> None:
+    rec = ExitRecord.from_exit(classify_exit(-9, ()), 1.23456)
+    assert (rec.code, rec.signal, rec.signal_name) == (None, 9, "SIGKILL")
+    assert rec.classification is ExitKind.SIGNALED
+    assert rec.uptime_seconds == 1.235
+
+
+def test_written_file_is_readable_by_plain_json_tools(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.save(SupervisorState(status=Status.FATAL, last_error='bad "thing"\n'))
+    text = (tmp_path / "state.json").read_text()
+    assert text.endswith("\n")
+    data = json.loads(text)
+    assert data["status"] == "fatal"
+    assert data["updated_at"].endswith("Z")
