@@ -29,6 +29,8 @@ from agentctl_swarm.podman.backend import PodmanBackend, PodmanError, PodmanUnav
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False)
 
+AgentArg = Annotated[str, typer.Argument(help="Agent (swarm-role-NNN) or container name.")]
+FleetOpt = Annotated[str | None, typer.Option(help="The fleet, when the name is ambiguous.")]
 FleetFile = Annotated[
     Path, typer.Option("-f", "--file", help="The fleet file (YAML).", show_default=False)
 ]
@@ -358,7 +360,7 @@ def delete(
 
 
 def logs(
-    agent: Annotated[str, typer.Argument(help="Agent (swarm-role-NNN) or container name.")],
+    agent: AgentArg,
     follow: Annotated[
         bool, typer.Option("-f", "--follow", help="Keep printing new lines.")
     ] = False,
@@ -380,28 +382,26 @@ def logs(
 
 
 def restart(
-    agent: Annotated[str, typer.Argument(help="Agent (swarm-role-NNN) or container name.")],
-    fleet: Annotated[
-        str | None, typer.Option(help="The fleet, when the name is ambiguous.")
-    ] = None,
+    agent: AgentArg,
+    fleet: FleetOpt = None,
 ) -> None:
     """Restart one agent's container (gracefully: SIGTERM, grace period, then SIGKILL)."""
-    with _errors():
-        backend = _backend()
-        name = _find(backend, agent, fleet)
-        backend.restart(name)
-    out.print(f"restarted {name}")
+    _one_agent(agent, fleet, PodmanBackend.restart, "restarted")
 
 
 def stop(
-    agent: Annotated[str, typer.Argument(help="Agent (swarm-role-NNN) or container name.")],
-    fleet: Annotated[
-        str | None, typer.Option(help="The fleet, when the name is ambiguous.")
-    ] = None,
+    agent: AgentArg,
+    fleet: FleetOpt = None,
 ) -> None:
     """Stop one agent's container; `agentctl apply` starts it again."""
+    _one_agent(agent, fleet, PodmanBackend.stop, "stopped")
+
+
+def _one_agent(
+    agent: str, fleet: str | None, operation: Callable[[PodmanBackend, str], None], done: str
+) -> None:
     with _errors():
         backend = _backend()
         name = _find(backend, agent, fleet)
-        backend.stop(name)
-    out.print(f"stopped {name}")
+        operation(backend, name)
+    out.print(f"{done} {name}")

@@ -66,14 +66,7 @@ def apply_fleet(
         secrets = preflight.secret_values(loaded) if creating else {}
         if creating:
             preflight.check_host(loaded, creating, backend)
-        executor = Executor(
-            backend,
-            hooks=hooks if hooks is not None else hooks_for(loaded.fleet),
-            secrets=secrets,
-            concurrency=concurrency or settings().api_concurrency,
-            force=force,
-            on_done=on_done,
-        )
+        executor = _executor(loaded, backend, hooks, concurrency, force, on_done, secrets)
         return Result(the_plan, executor.run(the_plan))
 
 
@@ -95,13 +88,7 @@ def delete_fleet(
         the_plan = deletion_plan(backend.list_owned(name))
         if on_plan is not None:
             on_plan(the_plan)
-        executor = Executor(
-            backend,
-            hooks=hooks if hooks is not None else hooks_for(loaded.fleet),
-            concurrency=concurrency or settings().api_concurrency,
-            force=force,
-            on_done=on_done,
-        )
+        executor = _executor(loaded, backend, hooks, concurrency, force, on_done)
         result = Result(the_plan, executor.run(the_plan))
         removed_volumes: list[str] = []
         if volumes and not result.failed:
@@ -112,3 +99,22 @@ def delete_fleet(
                 for secret in spec.secrets:
                     backend.remove_secret(secret.podman_name)
         return result, removed_volumes
+
+
+def _executor(
+    loaded: LoadedFleet,
+    backend: PodmanBackend,
+    hooks: LifecycleHooks | None,
+    concurrency: int | None,
+    force: bool,
+    on_done: EventSink | None,
+    secrets: dict[str, bytes] | None = None,
+) -> Executor:
+    return Executor(
+        backend,
+        hooks=hooks if hooks is not None else hooks_for(loaded.fleet),
+        secrets=secrets,
+        concurrency=concurrency or settings().api_concurrency,
+        force=force,
+        on_done=on_done,
+    )
