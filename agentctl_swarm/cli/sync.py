@@ -31,6 +31,15 @@ FleetOpt = Annotated[
 class Output(StrEnum):
     table = "table"
     json = "json"
+    yaml = "yaml"
+
+
+def _dump_yaml(rows: list[dict]) -> None:
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.dump(rows, sys.stdout)
 
 
 sync_app = typer.Typer(
@@ -95,6 +104,8 @@ def _daemon(file: Path | None, once: bool, interval: float | None, output: Outpu
         results = daemon.run_once()
         if output == Output.json:
             out.print_json(json.dumps([_result_dict(r) for r in results]))
+        elif output == Output.yaml:
+            _dump_yaml([_result_dict(r) for r in results])
         else:
             table = Table("AGENT", "OK", "COMMITS", "BYTES", "REFS", "ERROR", box=None)
             for r in results:
@@ -171,6 +182,9 @@ def status(
     states = StateStore(settings().state_dir).list(loaded.fleet.name)
     if output == Output.json:
         out.print_json(json.dumps([asdict(s) for s in states]))
+        return
+    if output == Output.yaml:
+        _dump_yaml([asdict(s) for s in states])
         return
     if not states:
         out.print(f"no agent of fleet {loaded.fleet.name} has been synced yet")

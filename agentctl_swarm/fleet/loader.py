@@ -21,7 +21,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 
-from agentctl_swarm.fleet.model import AgentSpec, Defaults, Fleet
+from agentctl_swarm.fleet.model import AgentSpec, Defaults, Fleet, RepoSpec
 
 Loc = tuple[str | int, ...]
 
@@ -94,7 +94,29 @@ def load_fleet_text(text: str, filename: str = "<fleet>") -> LoadedFleet:
     problems = [_located(tree, filename, loc, msg) for loc, msg in semantic_problems(fleet)]
     if problems:
         raise FleetError(problems)
-    return LoadedFleet(fleet=fleet, path=Path(filename), tree=tree)
+    base = Path(filename).parent if not filename.startswith("<") else Path()
+    return LoadedFleet(fleet=resolve_paths(fleet, base), path=Path(filename), tree=tree)
+
+
+def resolve_paths(fleet: Fleet, base: Path) -> Fleet:
+    """Relative `repo.path` and `sync.into` mean "next to the fleet file", not the cwd."""
+
+    def fix(path: str | None) -> str | None:
+        if path is None or path.startswith(("/", "~")) or "://" in path:
+            return path
+        return str((base / path).absolute())
+
+    def fix_repo(repo: RepoSpec | None) -> RepoSpec | None:
+        return None if repo is None else repo.model_copy(update={"path": fix(repo.path)})
+
+    return fleet.model_copy(
+        update={
+            "repo": fix_repo(fleet.repo),
+            "defaults": fleet.defaults.model_copy(update={"repo": fix_repo(fleet.defaults.repo)}),
+            "agents": [a.model_copy(update={"repo": fix_repo(a.repo)}) for a in fleet.agents],
+            "sync": fleet.sync.model_copy(update={"into": fix(fleet.sync.into)}),
+        }
+    )
 
 
 def semantic_problems(fleet: Fleet) -> list[tuple[Loc, str]]:

@@ -1,98 +1,91 @@
-"""Streaming one file out of a container, with a byte cap and a deadline.
+"""Streaming a command's output out of a container, with a byte cap and a deadline.
 
-``PodmanBackend.get_archive`` returns the whole tar in memory; a sync must not trust the
-container to keep its file small, so this reads the archive stream chunk by chunk,
-aborts past ``max_bytes`` or the deadline, and accepts exactly one regular file with the
-expected name (no links, no paths that could escape) which it writes to ``dest``.
+``PodmanBackend.exec`` collects all output in memory (and podman-py joins the frames
+quadratically); a sync must not trust the container to keep its output small or to
+finish. ``exec_stream`` runs the command, hands stdout to a sink chunk by chunk, aborts
+past ``max_bytes`` or the deadline, and never blocks the caller beyond the deadline (the
+read runs in a worker thread that is abandoned on timeout and ends with the socket).
+It costs two API calls (create + start), one fewer than exec + get_archive would.
 """
 
 from __future__ import annotations
 
-import io
-import posixpath
-import tarfile
-import time
-from collections.abc import Iterator
-from pathlib import Path
+import threading
+from collections.abc import Callable
+from typing import Any
 
 from podman.errors import APIError, NotFound
 
 from agentctl_swarm.podman.backend import PodmanBackend, PodmanError
 
-_TAR_SLACK = 64 * 1024  # headers and padding around the one file
+MAX_STDERR = 64 * 1024
 
 
-class _CappedStream(io.RawIOBase):
-    """A read-only file over an iterator of chunks that refuses to grow past a cap."""
-
-    def __init__(self, chunks: Iterator[bytes], cap: int, deadline: float, what: str) -> None:
-        self._chunks = chunks
-        self._buf = b""
-        self._cap = cap
-        self._deadline = deadline
-        self._what = what
-        self.read_bytes = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._buf:
-            if time.monotonic() > self._deadline:
-                raise PodmanError(f"copying {self._what} out timed out")
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self.read_bytes += len(chunk)
-            if self.read_bytes > self._cap:
-                raise PodmanError(f"{self._what} is larger than the cap of {self._cap} bytes")
-            self._buf = chunk
-        n = min(len(target), len(self._buf))
-        target[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
+class _Abort(Exception):
+    pass
 
 
-def copy_file_out(
+def exec_stream(
     backend: PodmanBackend,
     container: str,
-    path: str,
-    dest: Path,
+    argv: list[str],
+    sink: Callable[[bytes], None],
     *,
     max_bytes: int,
     timeout: float,
-) -> int:
-    """Copy the regular file ``container:path`` to ``dest``; returns bytes on the wire."""
-    what = f"{container}:{path}"
-    deadline = time.monotonic() + timeout
-    try:
-        chunks, stat = backend.client.containers.get(container).get_archive(path)
-    except (NotFound, APIError) as exc:
-        raise PodmanError(f"copying {what} out failed: {str(exc)[:300]}") from None
-    size = int((stat or {}).get("size", 0) or 0)
-    if size > max_bytes:
-        raise PodmanError(f"{what} is {size} bytes, over the cap of {max_bytes} bytes")
-    stream = _CappedStream(iter(chunks), max_bytes + _TAR_SLACK, deadline, what)
-    expected = posixpath.basename(path)
-    found = False
-    try:
-        with tarfile.open(fileobj=io.BufferedReader(stream), mode="r|") as tar:
-            for member in tar:
-                if found or member.name != expected or not member.isreg():
-                    raise PodmanError(
-                        f"{what}: the archive holds {member.name!r} "
-                        f"({'a link' if member.islnk() or member.issym() else 'unexpected'}); "
-                        "refusing it"
-                    )
-                handle = tar.extractfile(member)
-                if handle is None:
-                    raise PodmanError(f"{what}: unreadable archive member")
-                with dest.open("wb") as out:
-                    while block := handle.read(1 << 20):
-                        out.write(block)
-                found = True
-    except tarfile.TarError as exc:
-        raise PodmanError(f"{what}: malformed archive ({exc})") from None
-    if not found:
-        raise PodmanError(f"{what}: the archive held no file")
-    return stream.read_bytes
+    user: str | None = None,
+    env: dict[str, str] | None = None,
+) -> bytes:
+    """Run ``argv`` in ``container``, feed stdout to ``sink``; returns (capped) stderr.
+
+    Raises PodmanError when the container is missing, the output passes ``max_bytes``,
+    or the command does not finish within ``timeout`` seconds. The exit code is not
+    available on a streamed exec: callers put success into the output itself.
+    """
+    state: dict[str, Any] = {"stdout": 0, "stderr": b""}
+    done = threading.Event()
+
+    def pump() -> None:
+        try:
+            ctr = backend.client.containers.get(container)
+            kwargs: dict[str, Any] = {"stream": True, "demux": True}
+            if user:
+                kwargs["user"] = user
+            if env:
+                kwargs["environment"] = env
+            _, frames = ctr.exec_run(argv, **kwargs)
+            for frame in frames:
+                if done.is_set():
+                    raise _Abort
+                out, err = frame if isinstance(frame, tuple) else (frame, None)
+                if out:
+                    state["stdout"] += len(out)
+                    if state["stdout"] > max_bytes:
+                        raise PodmanError(
+                            f"output of exec in {container} passed the cap of {max_bytes} bytes"
+                        )
+                    sink(out)
+                if err and len(state["stderr"]) < MAX_STDERR:
+                    state["stderr"] += err[: MAX_STDERR - len(state["stderr"])]
+        except NotFound:
+            state["error"] = PodmanError(f"no container {container}")
+        except APIError as exc:
+            state["error"] = PodmanError(f"exec in {container} failed: {str(exc)[:300]}")
+        except _Abort:
+            pass
+        except Exception as exc:  # surfaced in the caller's thread
+            state["error"] = (
+                exc
+                if isinstance(exc, PodmanError)
+                else PodmanError(f"exec in {container} failed: {exc!r}"[:400])
+            )
+
+    worker = threading.Thread(target=pump, name=f"exec-stream-{container}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        done.set()
+        raise PodmanError(f"exec in {container} did not finish within {timeout:.1f}s")
+    if "error" in state:
+        raise state["error"]
+    return bytes(state["stderr"])

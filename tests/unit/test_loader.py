@@ -223,3 +223,12 @@ def test_missing_file_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
 def test_scalars_in_env_become_strings() -> None:
     loaded = load_fleet_text(GOOD.replace("env: {KEY: value}", "env: {N: 3, B: true}"), "f.yaml")
     assert loaded.fleet.agents[0].env == {"N": "3", "B": "true"}
+
+
+def test_relative_repo_and_sync_paths_resolve_next_to_the_fleet_file(tmp_path: Path) -> None:
+    fleet = tmp_path / "sub" / "fleet.yaml"
+    fleet.parent.mkdir()
+    fleet.write_text(GOOD + "repo: {path: ../project}\nsync: {into: out.git}\n")
+    loaded = load_fleet(fleet)
+    assert loaded.fleet.repo.path == str(tmp_path / "sub" / ".." / "project")
+    assert loaded.fleet.sync.into == str(tmp_path / "sub" / "out.git")

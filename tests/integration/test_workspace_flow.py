@@ -1,0 +1,98 @@
+"""The whole workspace flow through the real CLI: seed on apply, sync, final sync on delete."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_agentctl
+
+pytestmark = pytest.mark.podman
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def host_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "project"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "README.md").write_text("project\n")
+    git(repo, "add", "README.md")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
+    return repo
+
+
+def test_seed_sync_and_final_sync_on_delete(tmp_path, host_repo, fleet_name, agent_image, podman_backend) -> None:
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(
+        f"""\
+apiVersion: agentctl.io/v1
+kind: Fleet
+metadata: {{name: {fleet_name}}}
+defaults: {{grace_seconds: 3}}
+repo: {{path: project, branch: main}}
+agents:
+  - role: dev
+    command: [sh, -c, "sleep infinity"]
+"""
+    )
+    base = git(host_repo, "rev-parse", "main")
+    run_agentctl("apply", "-f", str(fleet), check=True)
+    name = f"{fleet_name}-swarm-dev-000"
+
+    # seeded: the workspace is a clone of the host repo on the agent's work branch
+    head = ""
+    for _ in range(50):
+        probe = podman_backend.exec(name, ["git", "-C", "/workspace", "rev-parse", "HEAD", "--abbrev-ref", "HEAD"])
+        head = probe.stdout.decode()
+        if probe.exit_code == 0:
+            break
+        __import__("time").sleep(0.2)
+    assert head.split() == [base, "swarm/swarm-dev-000/work"]
+
+    # the agent commits; one sync brings it out
+    podman_backend.exec(name, ["sh", "-c", "cd /workspace && echo one > a.txt && git add a.txt && git commit -qm one"])
+    run_agentctl("sync", "-f", str(fleet), "--once", check=True)
+    first = git(host_repo, "rev-parse", "refs/heads/swarm/swarm-dev-000/work")
+    assert git(host_repo, "log", "-1", "--format=%s", first) == "one"
+
+    # more work, never synced by the daemon: delete must bring it out before removing
+    podman_backend.exec(name, ["sh", "-c", "cd /workspace && echo two > b.txt && git add b.txt && git commit -qm two"])
+    podman_backend.exec(name, ["sh", "-c", "cd /workspace && echo draft > notes.txt"])
+    run_agentctl("delete", "-f", str(fleet), check=True)
+    assert podman_backend.list_owned(fleet_name) == []
+    assert git(host_repo, "log", "-1", "--format=%s", "refs/heads/swarm/swarm-dev-000/work") == "two"
+    assert "notes.txt" in git(host_repo, "ls-tree", "--name-only", "refs/heads/swarm/swarm-dev-000/wip")
+    assert git(host_repo, "rev-parse", "main") == base  # the user's branch is never touched
+    subprocess.run(["git", "-C", str(host_repo), "fsck", "--strict"], check=True, capture_output=True)
+
+
+def test_failing_final_sync_keeps_the_container(tmp_path, host_repo, fleet_name, agent_image, podman_backend) -> None:
+    fleet = tmp_path / "fleet.yaml"
+    into = tmp_path / "not-a-repo"
+    into.mkdir()
+    (into / "file").write_text("x")
+    fleet.write_text(
+        f"""\
+apiVersion: agentctl.io/v1
+kind: Fleet
+metadata: {{name: {fleet_name}}}
+defaults: {{grace_seconds: 3}}
+sync: {{into: {into}}}
+agents:
+  - role: dev
+    command: [sh, -c, "sleep infinity"]
+"""
+    )
+    run_agentctl("apply", "-f", str(fleet), check=True)
+    proc = run_agentctl("delete", "-f", str(fleet))
+    assert proc.returncode == 1
+    assert "--force" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(podman_backend.list_owned(fleet_name)) == 1  # kept: nothing lost
+    run_agentctl("delete", "-f", str(fleet), "--force", check=True)
+    assert podman_backend.list_owned(fleet_name) == []
