@@ -13,7 +13,9 @@ pytestmark = pytest.mark.podman
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -27,7 +29,9 @@ def host_repo(tmp_path: Path) -> Path:
     return repo
 
 
-def test_seed_sync_and_final_sync_on_delete(tmp_path, host_repo, fleet_name, agent_image, podman_backend) -> None:
+def test_seed_sync_and_final_sync_on_delete(
+    tmp_path, host_repo, fleet_name, agent_image, podman_backend
+) -> None:
     fleet = tmp_path / "fleet.yaml"
     fleet.write_text(
         f"""\
@@ -48,7 +52,9 @@ agents:
     # seeded: the workspace is a clone of the host repo on the agent's work branch
     head = ""
     for _ in range(50):
-        probe = podman_backend.exec(name, ["git", "-C", "/workspace", "rev-parse", "HEAD", "--abbrev-ref", "HEAD"])
+        probe = podman_backend.exec(
+            name, ["git", "-C", "/workspace", "rev-parse", "HEAD", "--abbrev-ref", "HEAD"]
+        )
         head = probe.stdout.decode()
         if probe.exit_code == 0:
             break
@@ -56,23 +62,37 @@ agents:
     assert head.split() == [base, "swarm/swarm-dev-000/work"]
 
     # the agent commits; one sync brings it out
-    podman_backend.exec(name, ["sh", "-c", "cd /workspace && echo one > a.txt && git add a.txt && git commit -qm one"])
+    podman_backend.exec(
+        name,
+        ["sh", "-c", "cd /workspace && echo one > a.txt && git add a.txt && git commit -qm one"],
+    )
     run_agentctl("sync", "-f", str(fleet), "--once", check=True)
     first = git(host_repo, "rev-parse", "refs/heads/swarm/swarm-dev-000/work")
     assert git(host_repo, "log", "-1", "--format=%s", first) == "one"
 
     # more work, never synced by the daemon: delete must bring it out before removing
-    podman_backend.exec(name, ["sh", "-c", "cd /workspace && echo two > b.txt && git add b.txt && git commit -qm two"])
+    podman_backend.exec(
+        name,
+        ["sh", "-c", "cd /workspace && echo two > b.txt && git add b.txt && git commit -qm two"],
+    )
     podman_backend.exec(name, ["sh", "-c", "cd /workspace && echo draft > notes.txt"])
     run_agentctl("delete", "-f", str(fleet), check=True)
     assert podman_backend.list_owned(fleet_name) == []
-    assert git(host_repo, "log", "-1", "--format=%s", "refs/heads/swarm/swarm-dev-000/work") == "two"
-    assert "notes.txt" in git(host_repo, "ls-tree", "--name-only", "refs/heads/swarm/swarm-dev-000/wip")
+    assert (
+        git(host_repo, "log", "-1", "--format=%s", "refs/heads/swarm/swarm-dev-000/work") == "two"
+    )
+    assert "notes.txt" in git(
+        host_repo, "ls-tree", "--name-only", "refs/heads/swarm/swarm-dev-000/wip"
+    )
     assert git(host_repo, "rev-parse", "main") == base  # the user's branch is never touched
-    subprocess.run(["git", "-C", str(host_repo), "fsck", "--strict"], check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-C", str(host_repo), "fsck", "--strict"], check=True, capture_output=True
+    )
 
 
-def test_failing_final_sync_keeps_the_container(tmp_path, host_repo, fleet_name, agent_image, podman_backend) -> None:
+def test_failing_final_sync_keeps_the_container(
+    tmp_path, host_repo, fleet_name, agent_image, podman_backend
+) -> None:
     fleet = tmp_path / "fleet.yaml"
     into = tmp_path / "not-a-repo"
     into.mkdir()
