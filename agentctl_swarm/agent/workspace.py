@@ -188,7 +188,7 @@ def prepare(workspace_dir: Path, state_dir: Path) -> None:
         return
     seed = read_seed(state_dir) or {}
     agent = str(seed.get("agent") or os.environ.get("AGENTCTL_AGENT") or "agent")
-    work_branch = str(seed.get("work_branch") or "main")
+    work_branch = str(seed.get("work_branch") or f"swarm/{agent}/work")
     base_branch = str(seed.get("base_branch") or "main")
     bundle = state_dir / SEED_DIRNAME / "seed.bundle"
     workspace_dir.mkdir(parents=True, exist_ok=True)

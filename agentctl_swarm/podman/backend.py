@@ -366,13 +366,17 @@ class PodmanBackend:
         return ExecResult(int(code if code is not None else -1), out or b"", err or b"")
 
     def put_archive(self, container: str, path: str, data: bytes) -> None:
-        """Unpack a tar stream at ``path`` (works on created, not yet started containers)."""
+        """Unpack a tar stream at ``path`` (works on created, not yet started containers).
+
+        One PUT by name: podman-py's put_archive inspects the container first.
+        """
         try:
-            ok = self.client.containers.get(container).put_archive(path, data)
+            response = self.client.api.put(
+                f"/containers/{container}/archive", params={"path": path}, data=data
+            )
+            response.raise_for_status()
         except (NotFound, APIError) as exc:
             raise PodmanError(f"copying into {container}:{path} failed: {_short(exc)}") from None
-        if not ok:
-            raise PodmanError(f"copying into {container}:{path} failed")
 
     def get_archive(self, container: str, path: str) -> bytes:
         """A tar stream of ``path`` in the container."""

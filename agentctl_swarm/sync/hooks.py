@@ -37,7 +37,11 @@ def seed_container(spec: object, backend: PodmanBackend, *, state_dir: Path | No
     root = _state_dir(state_dir)
     name, agent, fleet = spec.name, spec.agent, spec.fleet  # type: ignore[attr-defined]
     seed = build_seed(agent, getattr(spec, "repo", None), root)
-    backend.put_archive(name, "/state", seed_tar(seed))
+    if seed.bundle is not None or seed.files:
+        # Without a repo there is nothing to deliver: `prepare` makes a fresh repository
+        # on swarm/<agent>/work from the container's own AGENTCTL_AGENT (saves a copy
+        # into the container per create).
+        backend.put_archive(name, "/state", seed_tar(seed))
     store = StateStore(root)
     state = store.load(fleet, agent)
     state.container = name

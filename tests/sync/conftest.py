@@ -96,6 +96,7 @@ def make_agent(podman_backend, fleet_name: str, tmp_path: Path) -> Callable[...,
         podman_backend.client.containers.create(
             BASE_IMAGE, ["sleep", "infinity"], name=name, labels=labels, user="1000:1000",
             network_mode="host", hostname=agent, stop_signal=9,
+            environment={"AGENTCTL_AGENT": agent},  # as the renderer sets it
             volumes={spec.workspace_volume: {"bind": "/workspace", "mode": "rw"},
                      spec.state_volume: {"bind": "/state", "mode": "rw"}},
         )  # fmt: skip
