@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -317,6 +318,55 @@ class PodmanBackend:
 
     # -- inside containers -------------------------------------------------------------
 
+    def exec_frames(
+        self,
+        container: str,
+        argv: list[str],
+        *,
+        user: str | None = None,
+        workdir: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> tuple[str, Iterator[tuple[bytes | None, bytes | None]]]:
+        """Start ``argv`` in a running container; (exec id, stream of (stdout, stderr) frames).
+
+        Two API calls by name (create, start); podman-py's exec_run looks the container
+        up first, which costs a third round-trip on every sync.
+        """
+        data: dict[str, Any] = {
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "AttachStdin": False,
+            "Cmd": argv,
+            "Tty": False,
+        }
+        if user:
+            data["User"] = user
+        if workdir:
+            data["WorkingDir"] = workdir
+        if env:
+            data["Env"] = [f"{k}={v}" for k, v in env.items()]
+        try:
+            created = self.client.api.post(f"/containers/{container}/exec", data=json.dumps(data))
+            created.raise_for_status()
+            exec_id = str(created.json()["Id"])
+            started = self.client.api.post(
+                f"/exec/{exec_id}/start",
+                data=json.dumps({"Detach": False, "Tty": False}),
+                stream=True,
+            )
+            started.raise_for_status()
+        except NotFound:
+            raise PodmanError(f"no container {container}") from None
+        except APIError as exc:
+            raise PodmanError(f"exec in {container} failed: {_short(exc)}") from None
+        return exec_id, api.stream_frames(started, demux=True)
+
+    def exec_exit_code(self, exec_id: str) -> int:
+        response = self.client.api.get(f"/exec/{exec_id}/json")
+        response.raise_for_status()
+        code = response.json().get("ExitCode")
+        return -1 if code is None else int(code)
+
     def exec(
         self,
         container: str,
@@ -333,22 +383,18 @@ class PodmanBackend:
         container but the caller is released with PodmanError (the container is untrusted
         and must not hang the host).
         """
-        try:
-            ctr = self.client.containers.get(container)
-        except NotFound:
-            raise PodmanError(f"no container {container}") from None
-        kwargs: dict[str, Any] = {"demux": True}
-        if user:
-            kwargs["user"] = user
-        if workdir:
-            kwargs["workdir"] = workdir
-        if env:
-            kwargs["environment"] = env
         result: dict[str, Any] = {}
 
         def run() -> None:
             try:
-                result["value"] = ctr.exec_run(argv, **kwargs)
+                exec_id, frames = self.exec_frames(
+                    container, argv, user=user, workdir=workdir, env=env
+                )
+                out, err = bytearray(), bytearray()
+                for frame_out, frame_err in frames:
+                    out += frame_out or b""
+                    err += frame_err or b""
+                result["value"] = ExecResult(self.exec_exit_code(exec_id), bytes(out), bytes(err))
             except Exception as exc:  # surfaced below in the caller's thread
                 result["error"] = exc
 
@@ -360,10 +406,12 @@ class PodmanBackend:
             worker.join(timeout)
             if worker.is_alive():
                 raise PodmanError(f"exec in {container} did not finish within {timeout:g}s")
-        if "error" in result:
-            raise PodmanError(f"exec in {container} failed: {_short(result['error'])}")
-        code, (out, err) = result["value"]
-        return ExecResult(int(code if code is not None else -1), out or b"", err or b"")
+        error = result.get("error")
+        if isinstance(error, PodmanError):
+            raise error
+        if error is not None:
+            raise PodmanError(f"exec in {container} failed: {_short(error)}")
+        return result["value"]
 
     def put_archive(self, container: str, path: str, data: bytes) -> None:
         """Unpack a tar stream at ``path`` (works on created, not yet started containers).

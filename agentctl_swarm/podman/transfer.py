@@ -47,13 +47,7 @@ def exec_stream(
 
     def pump() -> None:
         try:
-            ctr = backend.client.containers.get(container)
-            kwargs: dict[str, Any] = {"stream": True, "demux": True}
-            if user:
-                kwargs["user"] = user
-            if env:
-                kwargs["environment"] = env
-            _, frames = ctr.exec_run(argv, **kwargs)
+            _, frames = backend.exec_frames(container, argv, user=user, env=env)
             for frame in frames:
                 if done.is_set():
                     raise _Abort

@@ -170,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         "tar_copy_bytes": tar_bytes,
         "bytes_fraction_of_repo": round(sync_b / content_bytes, 6),
         "speedup_vs_tar": round(tar_s / sync_s, 1),
+        # The original system's copy ended with the files unpacked on the host; the
+        # stream alone is the stricter baseline (and the one the target is judged on).
+        "speedup_vs_tar_and_unpack": round(unpack_s / sync_s, 1),
+        "exec_floor_seconds": round(statistics.median(floor), 3),
         "targets": {
             "sync_under_0_5s": sync_s < 0.5,
             "bytes_under_1_percent": sync_b / content_bytes < 0.01,
@@ -184,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'tar of /workspace':<22}{tar_s:>10.3f}{tar_bytes:>14,}{tar_pct:>10.1f}%")
     print(f"{'(tar + unpack, orig.)':<22}{unpack_s:>10.3f}")
     print(f"{'(podman exec true)':<22}{statistics.median(floor):>10.3f}")
-    print(f"speedup {tar_s / sync_s:.1f}x; targets: " + ", ".join(
+    print(f"speedup {tar_s / sync_s:.1f}x vs the tar stream, "
+          f"{unpack_s / sync_s:.1f}x vs tar + unpack; targets: " + ", ".join(
         f"{k}={'PASS' if v else 'FAIL'}" for k, v in row["targets"].items()))  # fmt: skip
     print(f"wrote {RESULTS}")
     return 0 if all(row["targets"].values()) else 1
