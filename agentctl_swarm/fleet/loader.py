@@ -10,6 +10,7 @@ file is reported before anything changes.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,7 +265,7 @@ def _known_keys(model: type[BaseModel]) -> list[str]:
 
 
 def _from_pydantic(err: dict[str, Any], tree: Any, filename: str) -> Problem:
-    loc: Loc = tuple(err["loc"])
+    loc = _file_loc(tuple(err["loc"]))
     kind = err["type"]
     # Errors raised by a model validator carry no field; pydantic reports them on the model.
     if kind == "extra_forbidden":
@@ -299,34 +300,20 @@ def _message(err: dict[str, Any]) -> str:
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
-    """pydantic reports one bad value once per union member; keep the most useful."""
+    """pydantic reports one bad value once per union member; keep the first of each place."""
     seen: dict[tuple[int, int, str], Problem] = {}
     for problem in problems:
-        key = (problem.line, problem.column, _strip_union(problem.field))
-        if key not in seen:
-            seen[key] = Problem(
-                problem.file,
-                problem.line,
-                problem.column,
-                _strip_union(problem.field),
-                problem.message,
-            )
+        seen.setdefault((problem.line, problem.column, problem.field), problem)
     return list(seen.values())
 
 
-def _strip_union(field: str) -> str:
-    """Drop pydantic's union-member names (``cpus.float``) from a dotted path."""
-    parts = [
-        p
-        for p in field.split(".")
-        if p
-        not in {
-            "str",
-            "int",
-            "float",
-            "bool",
-            "list[str]",
-            "function-after[_memory(), union[str,int]]",
-        }
-    ]
-    return ".".join(parts)
+# pydantic names union members in error locations (``memory.str``, ``memory.int``,
+# ``x.function-after[...]``); they are not keys of the file.
+_UNION_TAG = re.compile(
+    r"^(str|int|float|bool|none|(list|dict|tuple|set|literal|function-\w+)\[.*\])$"
+)
+
+
+def _file_loc(loc: tuple[Any, ...]) -> Loc:
+    """The part of a pydantic error location that names places in the YAML file."""
+    return tuple(p for p in loc if not (isinstance(p, str) and _UNION_TAG.match(p)))
