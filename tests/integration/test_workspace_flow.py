@@ -116,3 +116,35 @@ agents:
     assert len(podman_backend.list_owned(fleet_name)) == 1  # kept: nothing lost
     run_agentctl("delete", "-f", str(fleet), "--force", check=True)
     assert podman_backend.list_owned(fleet_name) == []
+
+
+def test_synced_branches_are_pushed_to_the_fleets_remote(tmp_path, host_repo, fleet_name, agent_image, podman_backend) -> None:
+    remote = tmp_path / "review.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    git(host_repo, "remote", "add", "review", str(remote))
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(
+        f"""\
+apiVersion: agentctl.io/v1
+kind: Fleet
+metadata: {{name: {fleet_name}}}
+defaults: {{grace_seconds: 3}}
+repo: {{path: project}}
+sync: {{push: {{remote: review}}}}
+agents:
+  - role: dev
+    command: [sh, -c, "sleep infinity"]
+"""
+    )
+    run_agentctl("apply", "-f", str(fleet), check=True)
+    name = f"{fleet_name}-swarm-dev-000"
+    for _ in range(50):
+        if podman_backend.exec(name, ["git", "-C", "/workspace", "rev-parse", "HEAD"]).exit_code == 0:
+            break
+        __import__("time").sleep(0.2)
+    podman_backend.exec(name, ["sh", "-c", "cd /workspace && echo r > r.txt && git add r.txt && git commit -qm reviewed"])
+    run_agentctl("sync", "-f", str(fleet), "--once", check=True)
+    pushed = git(remote, "log", "-1", "--format=%s", "refs/heads/swarm/swarm-dev-000/work")
+    assert pushed == "reviewed"
+    status = run_agentctl("sync", "status", "-f", str(fleet), "-o", "json", check=True)
+    assert "swarm-dev-000" in status.stdout
