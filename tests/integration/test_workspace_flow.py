@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,18 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
     ).stdout.strip()
+
+
+def wait_for_workspace(backend, name: str) -> str:
+    """HEAD and branch of the container's workspace, once the supervisor has prepared it."""
+    for _ in range(50):
+        probe = backend.exec(
+            name, ["git", "-C", "/workspace", "rev-parse", "HEAD", "--abbrev-ref", "HEAD"]
+        )
+        if probe.exit_code == 0:
+            return probe.stdout.decode()
+        time.sleep(0.2)
+    raise AssertionError(f"{name}: workspace never became a git repo")
 
 
 @pytest.fixture
@@ -118,7 +131,9 @@ agents:
     assert podman_backend.list_owned(fleet_name) == []
 
 
-def test_synced_branches_are_pushed_to_the_fleets_remote(tmp_path, host_repo, fleet_name, agent_image, podman_backend) -> None:
+def test_synced_branches_are_pushed_to_the_fleets_remote(
+    tmp_path, host_repo, fleet_name, agent_image, podman_backend
+) -> None:
     remote = tmp_path / "review.git"
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
     git(host_repo, "remote", "add", "review", str(remote))
@@ -138,11 +153,11 @@ agents:
     )
     run_agentctl("apply", "-f", str(fleet), check=True)
     name = f"{fleet_name}-swarm-dev-000"
-    for _ in range(50):
-        if podman_backend.exec(name, ["git", "-C", "/workspace", "rev-parse", "HEAD"]).exit_code == 0:
-            break
-        __import__("time").sleep(0.2)
-    podman_backend.exec(name, ["sh", "-c", "cd /workspace && echo r > r.txt && git add r.txt && git commit -qm reviewed"])
+    wait_for_workspace(podman_backend, name)
+    podman_backend.exec(
+        name,
+        ["sh", "-c", "cd /workspace && echo r > r.txt && git add r.txt && git commit -qm reviewed"],
+    )
     run_agentctl("sync", "-f", str(fleet), "--once", check=True)
     pushed = git(remote, "log", "-1", "--format=%s", "refs/heads/swarm/swarm-dev-000/work")
     assert pushed == "reviewed"

@@ -237,11 +237,25 @@ def test_relative_repo_and_sync_paths_resolve_next_to_the_fleet_file(tmp_path: P
 @pytest.mark.parametrize(
     ("old", "bad", "expected"),
     [
-        ("memory: 512m", "memory: [1]", "f.yaml:7:23: defaults.resources.memory: Input should be a valid string"),
-        ("cpus: 1", "cpus: [1]", "f.yaml:7:35: defaults.resources.cpus: Input should be a valid number"),
-        ("replicas: 2", "replicas: 2.5", "f.yaml:11:15: agents[0].replicas: Input should be a valid integer"),
+        (
+            "memory: 512m",
+            "memory: [1]",
+            "f.yaml:7:23: defaults.resources.memory: Input should be a valid string",
+        ),
+        (
+            "cpus: 1",
+            "cpus: [1]",
+            "f.yaml:7:35: defaults.resources.cpus: Input should be a valid number",
+        ),
+        (
+            "replicas: 2",
+            "replicas: 2.5",
+            "f.yaml:11:15: agents[0].replicas: Input should be a valid integer",
+        ),
     ],
 )
-def test_wrong_types_name_the_field_without_pydantic_union_tags(old: str, bad: str, expected: str) -> None:
+def test_wrong_types_name_the_field_without_pydantic_union_tags(
+    old: str, bad: str, expected: str
+) -> None:
     found = problems(GOOD.replace(old, bad))
     assert len(found) == 1 and found[0].startswith(expected), found

@@ -14,6 +14,7 @@ memory). Deliberate differences from upstream are listed in owl/components/chat-
 from __future__ import annotations
 
 import heapq
+import hmac
 import itertools
 import random
 import re
@@ -99,6 +100,8 @@ class Conn:
     last_nick: int | None = None
     challenge: str | None = None
     open: bool = True
+    connected_at: int = 0
+    user_agent: str = "unknown"
 
 
 @dataclass(slots=True, eq=False)
@@ -240,9 +243,12 @@ class ServerCore:
 
     # ------------------------------------------------------------------ entry points
 
-    def connect(self, conn: int, ip: str, now: int) -> list[Action]:
-        """A socket opened. Enforces the per-IP connection cap."""
-        c = Conn(conn, ip)
+    def connect(self, conn: int, ip: str, now: int, user_agent: str | None = None) -> list[Action]:
+        """A socket opened. Enforces the per-IP connection cap.
+
+        ``user_agent`` (the HTTP header) and the time are kept for /api/connections.
+        """
+        c = Conn(conn, ip, connected_at=now, user_agent=user_agent or "unknown")
         self.conns[conn] = c
         cap = self.cfg.max_connections_per_ip
         if cap > 0 and sum(1 for x in self.conns.values() if x.ip == ip and x.open) > cap:
@@ -399,12 +405,28 @@ class ServerCore:
         self._error(c, E.LURK_MODE, reason, now)
         return True
 
-    def _check_admin(self, c: Conn, msg: dict[str, Any], now: int) -> bool:
-        key = self.cfg.admin_key
-        if not key or msg.get("admin_key") != key:
-            self._error(c, E.AUTH_REQUIRED, "Invalid admin key", now)
+    def _admin_key_ok(self, msg: dict[str, Any]) -> bool:
+        key, given = self.cfg.admin_key, msg.get("admin_key")
+        if not key or not isinstance(given, str) or not given:
+            return False
+        return hmac.compare_digest(key.encode(), given.encode())
+
+    def _check_admin(
+        self, c: Conn, msg: dict[str, Any], now: int, text: str = "Invalid admin key"
+    ) -> bool:
+        if not self._admin_key_ok(msg):
+            self._error(c, E.AUTH_REQUIRED, text, now)
             return False
         return True
+
+    def _check_moderation(
+        self, c: Conn, msg: dict[str, Any], now: int, text: str = "Invalid admin key"
+    ) -> bool:
+        """Kick/ban/unban: upstream has no banlist without an admin key, and says so."""
+        if not self.cfg.admin_key:
+            self._error(c, E.INVALID_MSG, "Moderation not configured (no admin key)", now)
+            return False
+        return self._check_admin(c, msg, now, text)
 
     # ------------------------------------------------------------------ handshake
 
@@ -1333,67 +1355,60 @@ class ServerCore:
     _h_admin_list = _h_admin_approve
 
     def _kick(self, target: Agent, frame_type: str, reason: str, now: int) -> None:
+        """As upstream: KICKED/BANNED to the target, its departure fanned out at once
+        (AGENT_LEFT, "went offline") and the socket closed, all before the admin's
+        ADMIN_RESULT."""
         self._send(target.conn, {"type": frame_type, "ts": now, "reason": reason})
-        self._close(target.conn, p.CLOSE_NORMAL, "Kicked" if frame_type == "KICKED" else "Banned")
+        conn = self.conns.get(target.conn)
+        if conn is not None:
+            self._drop(conn, now)
+        close_reason = "Kicked by admin" if frame_type == "KICKED" else "Banned by admin"
+        self._close(target.conn, p.CLOSE_NORMAL, close_reason)
+
+    def _admin_result(self, c: Conn, action: str, aid: str, now: int) -> None:
+        self._send(
+            c,
+            {
+                "type": "ADMIN_RESULT",
+                "ts": now,
+                "action": action,
+                "success": True,
+                "agentId": f"@{aid}",
+            },
+        )
 
     def _h_admin_kick(self, c: Conn, msg: dict[str, Any], now: int) -> None:
-        if not self._check_admin(c, msg, now):
+        if not self._check_moderation(c, msg, now):
             return
-        aid = msg["agent_id"].lstrip("@")
+        aid = msg["agent_id"].removeprefix("@")
         target = self.agents.get(aid)
         if target is None:
-            self._error(c, E.AGENT_NOT_FOUND, f"Agent {msg['agent_id']} not found", now)
+            self._error(c, E.AGENT_NOT_FOUND, f"Agent @{aid} not found or not online", now)
             return
-        reason = msg.get("reason") if isinstance(msg.get("reason"), str) else "Kicked by admin"
-        self._send(
-            c,
-            {
-                "type": "ADMIN_RESULT",
-                "ts": now,
-                "action": "kick",
-                "success": True,
-                "agentId": f"@{aid}",
-            },
-        )
-        self._kick(target, "KICKED", reason, now)
+        self._kick(target, "KICKED", msg.get("reason") or "Kicked by admin", now)
+        self._admin_result(c, "kick", aid, now)
 
     def _h_admin_ban(self, c: Conn, msg: dict[str, Any], now: int) -> None:
-        if not self._check_admin(c, msg, now):
+        if not self._check_moderation(c, msg, now, "invalid admin key"):
             return
-        aid = msg["agent_id"].lstrip("@")
-        reason = msg.get("reason") if isinstance(msg.get("reason"), str) else "Banned by admin"
-        self.bans[aid] = {"reason": reason, "at": now}
+        aid = msg["agent_id"].removeprefix("@")
+        # Stored as given: a later login by this id reads "You are banned" when empty.
+        self.bans[aid] = {"reason": msg.get("reason") or "", "at": now}
         self.store.put("ban", aid, self.bans[aid])
-        self._send(
-            c,
-            {
-                "type": "ADMIN_RESULT",
-                "ts": now,
-                "action": "ban",
-                "success": True,
-                "agentId": f"@{aid}",
-            },
-        )
         target = self.agents.get(aid)
         if target is not None:
-            self._kick(target, "BANNED", reason, now)
+            self._kick(target, "BANNED", msg.get("reason") or "Banned by admin", now)
+        self._admin_result(c, "ban", aid, now)
 
     def _h_admin_unban(self, c: Conn, msg: dict[str, Any], now: int) -> None:
-        if not self._check_admin(c, msg, now):
+        if not self._check_moderation(c, msg, now, "invalid admin key"):
             return
-        aid = msg["agent_id"].lstrip("@")
-        existed = self.bans.pop(aid, None) is not None
+        aid = msg["agent_id"].removeprefix("@")
+        if self.bans.pop(aid, None) is None:
+            self._error(c, E.AGENT_NOT_FOUND, "agent not banned", now)
+            return
         self.store.delete("ban", aid)
-        self._send(
-            c,
-            {
-                "type": "ADMIN_RESULT",
-                "ts": now,
-                "action": "unban",
-                "success": existed,
-                "agentId": f"@{aid}",
-            },
-        )
+        self._admin_result(c, "unban", aid, now)
 
     def _h_admin_motd(self, c: Conn, msg: dict[str, Any], now: int) -> None:
         if not self._check_admin(c, msg, now):
@@ -1415,6 +1430,7 @@ class ServerCore:
                 "action": "motd",
                 "success": True,
                 "motd": self.motd,
+                "kicked": msg.get("kick") or False,
             },
         )
 
@@ -1427,17 +1443,34 @@ class ServerCore:
             self._error(c, E.AGENT_NOT_FOUND, f"Agent {msg['agent_id']} not found", now)
             return
         target.verified = msg["verified"]
-        result = {
-            "type": "ADMIN_RESULT",
-            "ts": now,
-            "action": "verify",
-            "success": True,
-            "agentId": f"@{aid}",
-            "verified": target.verified,
-        }
-        if target.conn != c.id:
-            self._send(target.conn, result)
-        self._send(c, result)
+        # As upstream: the agent hears a note, the admin a confirmation (both if the same).
+        note = (
+            "You have been granted verified status \u2713"
+            if target.verified
+            else "Your verified status has been revoked"
+        )
+        self._send(
+            target.conn,
+            {
+                "type": "ADMIN_RESULT",
+                "ts": now,
+                "action": "verify",
+                "success": True,
+                "verified": target.verified,
+                "note": note,
+            },
+        )
+        self._send(
+            c,
+            {
+                "type": "ADMIN_RESULT",
+                "ts": now,
+                "action": "verify",
+                "success": True,
+                "agentId": msg["agent_id"],
+                "verified": msg["verified"],
+            },
+        )
 
     # ------------------------------------------------------------------ health
 
@@ -1463,16 +1496,22 @@ class ServerCore:
         }
 
     def connections(self) -> list[dict[str, Any]]:
-        """Admin view for /api/connections."""
+        """Admin view for /api/connections: identified agents only, upstream's fields
+        (``agent_id`` without ``@``; no geo fields: there is no GeoIP lookup here),
+        plus ``name`` and ``channels``."""
         out = []
-        for c in self.conns.values():
-            a = c.agent
+        for a in self.agents.values():
+            c = self.conns.get(a.conn)
+            if c is None:
+                continue
             out.append(
                 {
+                    "agent_id": a.id,
                     "ip": c.ip,
-                    "agent_id": a.at if a else None,
-                    "name": a.name if a else None,
-                    "channels": list(a.channels) if a else [],
+                    "connected_at": c.connected_at,
+                    "user_agent": c.user_agent,
+                    "name": a.name,
+                    "channels": list(a.channels),
                 }
             )
         return out

@@ -102,7 +102,9 @@ class ServerHandle:
         ip = remote[0] if isinstance(remote, tuple) and remote else "unknown"
         core = self.core
         try:
-            self.apply(core.connect(cid, ip, now_ms()))
+            request = ws.request
+            agent = request.headers.get("User-Agent") if request is not None else None
+            self.apply(core.connect(cid, ip, now_ms(), agent))
             async for message in ws:
                 text = message if isinstance(message, str) else message.decode("utf-8", "replace")
                 self.apply(core.receive(cid, text, now_ms()))
@@ -126,7 +128,10 @@ class ServerHandle:
                 return _json_response(HTTPStatus.UNAUTHORIZED, {"error": "Unauthorized"})
             conns = self.core.connections()
             return _json_response(HTTPStatus.OK, {"count": len(conns), "connections": conns})
-        return _json_response(HTTPStatus.NOT_FOUND, {"error": "Not found"})
+        # Upstream answers anything else with a bare "Not Found" (no content type).
+        body = b"Not Found"
+        headers = Headers([("Content-Length", str(len(body)))])
+        return Response(HTTPStatus.NOT_FOUND.value, HTTPStatus.NOT_FOUND.phrase, headers, body)
 
     # ---- timers and persistence
 
