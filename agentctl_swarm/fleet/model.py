@@ -165,6 +165,16 @@ class VolumeSpec(_Strict):
         return None
 
 
+def _dns_name(what: str, value: str) -> str:
+    """Fleet and role names end up in container, volume and host names: keep them DNS-safe."""
+    if not NAME_RE.match(value) or len(value) > 30:
+        raise ValueError(
+            f"{what} {value!r} must be 1-30 lowercase letters, digits or dashes, "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
 def _normalise(path: str) -> str:
     """Compare paths without touching the file system (``~`` kept symbolic)."""
     return str(PurePosixPath(path))
@@ -293,12 +303,7 @@ class AgentSpec(_AgentFields):
     @field_validator("role")
     @classmethod
     def _role(cls, value: str) -> str:
-        if not NAME_RE.match(value) or len(value) > 30:
-            raise ValueError(
-                f"role {value!r} must be 1-30 lowercase letters, digits or dashes, "
-                "starting and ending with a letter or digit"
-            )
-        return value
+        return _dns_name("role", value)
 
     @field_validator("command")
     @classmethod
@@ -323,12 +328,7 @@ class Metadata(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not NAME_RE.match(value) or len(value) > 30:
-            raise ValueError(
-                f"name {value!r} must be 1-30 lowercase letters, digits or dashes, "
-                "starting and ending with a letter or digit"
-            )
-        return value
+        return _dns_name("name", value)
 
 
 class Fleet(_Strict):
