@@ -19,6 +19,15 @@ def git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+def write_fleet(path: Path, name: str, extra: str) -> None:
+    """A one-agent fleet (swarm-dev-000) with ``extra`` top-level YAML lines."""
+    path.write_text(
+        "apiVersion: agentctl.io/v1\nkind: Fleet\n"
+        f"metadata: {{name: {name}}}\ndefaults: {{grace_seconds: 3}}\n{extra}"
+        'agents:\n  - role: dev\n    command: [sh, -c, "sleep infinity"]\n'
+    )
+
+
 def wait_for_workspace(backend, name: str) -> str:
     """HEAD and branch of the container's workspace, once the supervisor has prepared it."""
     for _ in range(50):
@@ -46,18 +55,7 @@ def test_seed_sync_and_final_sync_on_delete(
     tmp_path, host_repo, fleet_name, agent_image, podman_backend
 ) -> None:
     fleet = tmp_path / "fleet.yaml"
-    fleet.write_text(
-        f"""\
-apiVersion: agentctl.io/v1
-kind: Fleet
-metadata: {{name: {fleet_name}}}
-defaults: {{grace_seconds: 3}}
-repo: {{path: project, branch: main}}
-agents:
-  - role: dev
-    command: [sh, -c, "sleep infinity"]
-"""
-    )
+    write_fleet(fleet, fleet_name, "repo: {path: project, branch: main}\n")
     base = git(host_repo, "rev-parse", "main")
     run_agentctl("apply", "-f", str(fleet), check=True)
     name = f"{fleet_name}-swarm-dev-000"
@@ -110,18 +108,7 @@ def test_failing_final_sync_keeps_the_container(
     into = tmp_path / "not-a-repo"
     into.mkdir()
     (into / "file").write_text("x")
-    fleet.write_text(
-        f"""\
-apiVersion: agentctl.io/v1
-kind: Fleet
-metadata: {{name: {fleet_name}}}
-defaults: {{grace_seconds: 3}}
-sync: {{into: {into}}}
-agents:
-  - role: dev
-    command: [sh, -c, "sleep infinity"]
-"""
-    )
+    write_fleet(fleet, fleet_name, f"sync: {{into: {into}}}\n")
     run_agentctl("apply", "-f", str(fleet), check=True)
     proc = run_agentctl("delete", "-f", str(fleet))
     assert proc.returncode == 1
@@ -138,19 +125,7 @@ def test_synced_branches_are_pushed_to_the_fleets_remote(
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
     git(host_repo, "remote", "add", "review", str(remote))
     fleet = tmp_path / "fleet.yaml"
-    fleet.write_text(
-        f"""\
-apiVersion: agentctl.io/v1
-kind: Fleet
-metadata: {{name: {fleet_name}}}
-defaults: {{grace_seconds: 3}}
-repo: {{path: project}}
-sync: {{push: {{remote: review}}}}
-agents:
-  - role: dev
-    command: [sh, -c, "sleep infinity"]
-"""
-    )
+    write_fleet(fleet, fleet_name, "repo: {path: project}\nsync: {push: {remote: review}}\n")
     run_agentctl("apply", "-f", str(fleet), check=True)
     name = f"{fleet_name}-swarm-dev-000"
     wait_for_workspace(podman_backend, name)

@@ -9,7 +9,7 @@ from typing import Any
 from agentctl_swarm.chat.protocol import ErrorCode as E
 from agentctl_swarm.chat.protocol import js_truthy
 from agentctl_swarm.chat.server.base import CoreBase
-from agentctl_swarm.chat.server.state import Conn, Send
+from agentctl_swarm.chat.server.state import Channel, Conn, Send
 
 
 class ChannelsMixin(CoreBase):
@@ -17,14 +17,20 @@ class ChannelsMixin(CoreBase):
 
     # ------------------------------------------------------------------ channels
 
+    def _channel_or_error(self, c: Conn, name: str, now: int) -> Channel | None:
+        """The channel ``name``, or None after telling ``c`` it does not exist."""
+        ch = self.channels.get(name)
+        if ch is None:
+            self._error(c, E.CHANNEL_NOT_FOUND, f"Channel {name} not found", now)
+        return ch
+
     def _h_join(self, c: Conn, msg: dict[str, Any], now: int) -> None:
         a = self._auth(c, now)
         if a is None:
             return
         name = msg["channel"]
-        ch = self.channels.get(name)
+        ch = self._channel_or_error(c, name, now)
         if ch is None:
-            self._error(c, E.CHANNEL_NOT_FOUND, f"Channel {name} not found", now)
             return
         if ch.invite_only and a.id not in ch.invited:
             self._error(c, E.NOT_INVITED, f"Channel {name} is invite-only", now)
@@ -89,9 +95,8 @@ class ChannelsMixin(CoreBase):
         if self._auth(c, now) is None:
             return
         name = msg["channel"]
-        ch = self.channels.get(name)
+        ch = self._channel_or_error(c, name, now)
         if ch is None:
-            self._error(c, E.CHANNEL_NOT_FOUND, f"Channel {name} not found", now)
             return
         lst = []
         for cid in ch.members:
@@ -139,9 +144,8 @@ class ChannelsMixin(CoreBase):
         if a is None:
             return
         name = msg["channel"]
-        ch = self.channels.get(name)
+        ch = self._channel_or_error(c, name, now)
         if ch is None:
-            self._error(c, E.CHANNEL_NOT_FOUND, f"Channel {name} not found", now)
             return
         if name not in a.channels:
             self._error(c, E.NOT_INVITED, f"Not a member of {name}", now)
