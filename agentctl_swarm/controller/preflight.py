@@ -73,6 +73,15 @@ def check_host(loaded: LoadedFleet, specs: Sequence[ContainerSpec], backend: Pod
     for loc, source in _bind_sources(loaded):
         if not Path(source).expanduser().exists():
             problems.append(loaded.locate(loc, f"host path {source} does not exist"))
+    for loc, repo_path in _repo_paths(loaded):
+        path = Path(repo_path).expanduser()
+        if not (path / ".git").exists() and not (path / "HEAD").is_file():
+            problems.append(
+                loaded.locate(
+                    loc,
+                    f"{path} is not a git repository; create it (git init) or fix repo.path",
+                )
+            )
     if problems:
         raise FleetError(_unique(problems))
 
@@ -88,6 +97,15 @@ def _bind_sources(loaded: LoadedFleet) -> Iterator[tuple[Loc, str]]:
         for index, volume in enumerate(spec.volumes or []):
             if volume.is_host_path:
                 yield (*base, "volumes", index, "source"), volume.source
+
+
+def _repo_paths(loaded: LoadedFleet) -> Iterator[tuple[Loc, str]]:
+    fleet = loaded.fleet
+    if fleet.repo is not None and fleet.repo.path:
+        yield ("repo", "path"), fleet.repo.path
+    for base, spec in agent_field_sources(fleet):
+        if spec.repo is not None and spec.repo.path:
+            yield (*base, "repo", "path"), spec.repo.path
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:

@@ -138,3 +138,14 @@ def test_synced_branches_are_pushed_to_the_fleets_remote(
     assert pushed == "reviewed"
     status = run_agentctl("sync", "status", "-f", str(fleet), "-o", "json", check=True)
     assert "swarm-dev-000" in status.stdout
+
+
+def test_missing_seed_repo_is_located_and_nothing_is_created(
+    tmp_path, fleet_name, agent_image, podman_backend
+) -> None:
+    fleet = tmp_path / "fleet.yaml"
+    write_fleet(fleet, fleet_name, "repo: {path: nowhere}\n")
+    proc = run_agentctl("apply", "-f", str(fleet))
+    assert proc.returncode == 2, proc.stderr
+    assert f"{fleet}:5:14: repo.path:" in proc.stderr and "is not a git repository" in proc.stderr
+    assert podman_backend.list_owned(fleet_name) == []
