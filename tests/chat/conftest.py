@@ -13,12 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from agentctl_swarm.chat.identity import Identity
 from agentctl_swarm.chat.protocol import auth_signing_string
@@ -131,3 +135,33 @@ async def raw_connect() -> Any:
     for c in clients:
         with contextlib.suppress(Exception):
             await c.close()
+
+
+AGENTCTL = str(Path(sys.executable).with_name("agentctl"))
+
+
+def start_server_process(*extra: str, port: int = 0) -> tuple[subprocess.Popen[str], str]:
+    """A real ``agentctl server`` process on 127.0.0.1; returns it and the URL it printed."""
+    proc = subprocess.Popen(
+        [AGENTCTL, "server", "--host", "127.0.0.1", "--port", str(port), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    line = proc.stdout.readline()
+    if "running on" not in line:
+        proc.kill()
+        raise AssertionError(f"server did not start: {line!r} {proc.stderr.read()}")
+    return proc, line.rsplit(" ", 1)[-1].strip()
+
+
+async def closed_with(client: Any, timeout: float = 5.0) -> tuple[int | None, str | None]:
+    """Wait for the server to close ``client``; return (code, reason)."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                await client.ws.recv()
+    except ConnectionClosed as exc:
+        rcvd = exc.rcvd
+        return (rcvd.code, rcvd.reason) if rcvd else (None, None)

@@ -8,31 +8,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agentctl_swarm.chat.identity import Identity
-
-AGENTCTL = str(Path(sys.executable).with_name("agentctl"))
-
-
-def start_server(*extra: str) -> tuple[subprocess.Popen[str], str]:
-    """``agentctl server --port 0``; return the process and the URL it printed."""
-    proc = subprocess.Popen(
-        [AGENTCTL, "server", "--host", "127.0.0.1", "--port", "0", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "running on" not in line:
-        proc.kill()
-        raise AssertionError(f"server did not start: {line!r} {proc.stderr.read()}")  # type: ignore[union-attr]
-    return proc, line.rsplit(" ", 1)[-1].strip()
+from tests.chat.conftest import AGENTCTL, start_server_process
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -47,7 +29,7 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
-    proc, url = start_server()
+    proc, url = start_server_process()
     yield url
     stop(proc)
 

@@ -5,34 +5,17 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from agentctl_swarm.chat.backoff import Backoff
 from agentctl_swarm.chat.client import AgentChatClient
 from agentctl_swarm.chat.identity import Identity
-
-AGENTCTL = str(Path(sys.executable).with_name("agentctl"))
-
-
-def start_server(port: int, data: Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [AGENTCTL, "server", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "running on" not in line:
-        proc.kill()
-        raise AssertionError(f"server did not start: {line!r}")
-    return proc, line.rsplit(" ", 1)[-1].strip()
+from tests.chat.conftest import start_server_process
 
 
 async def test_client_rides_out_a_killed_server_process(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    first, url = start_server(0, data)
+    first, url = start_server_process("--data-dir", str(data), port=0)
     port = int(url.rsplit(":", 1)[1])
     procs = [first]
     a = AgentChatClient(url, Identity.generate("alice"), backoff=Backoff(0.05, maximum=0.5))
@@ -46,7 +29,7 @@ async def test_client_rides_out_a_killed_server_process(tmp_path: Path) -> None:
         for i in range(3):
             await a.send("#general", f"while-down-{i}")
         assert a.queued == 3
-        second, _ = start_server(port, data)
+        second, _ = start_server_process("--data-dir", str(data), port=port)
         procs.append(second)
         async with AgentChatClient(url, Identity.generate("bob")) as b:
             await b.join("#general")

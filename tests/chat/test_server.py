@@ -20,19 +20,9 @@ from websockets.exceptions import ConnectionClosed
 
 from agentctl_swarm.chat.identity import Identity
 from agentctl_swarm.chat.protocol import auth_signing_string
+from tests.chat.conftest import closed_with
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def closed_with(client, timeout: float = 5.0) -> tuple[int | None, str | None]:
-    """Wait for the server to close ``client``; return (code, reason)."""
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                await client.ws.recv()
-    except ConnectionClosed as exc:
-        rcvd = exc.rcvd
-        return (rcvd.code, rcvd.reason) if rcvd else (None, None)
 
 
 # ---------------------------------------------------------------- handshake

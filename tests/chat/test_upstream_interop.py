@@ -30,9 +30,9 @@ import urllib.request
 from typing import Any
 
 import pytest
-from websockets.exceptions import ConnectionClosed
 
 from agentctl_swarm.chat.protocol import auth_signing_string
+from tests.chat.conftest import closed_with
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -41,16 +41,6 @@ KEY = "adminkey123"
 
 def _strip_ts(frame: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in frame.items() if k != "ts"}
-
-
-async def _closed_with(client: Any, timeout: float = 5.0) -> tuple[int | None, str | None]:
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                await client.ws.recv()
-    except ConnectionClosed as exc:
-        rcvd = exc.rcvd
-        return (rcvd.code, rcvd.reason) if rcvd else (None, None)
 
 
 def _http(url: str, headers: dict[str, str] | None = None) -> tuple[int, str | None, bytes]:
@@ -152,7 +142,7 @@ async def test_admin_kick_order_texts_and_close_reason(make_chat_server, raw_con
     }  # fmt: skip
     kicked = await target.expect("KICKED")
     assert kicked["reason"] == "Kicked by admin"  # empty reason -> the default, as upstream
-    assert await _closed_with(target) == (1000, "Kicked by admin")
+    assert await closed_with(target) == (1000, "Kicked by admin")
 
 
 async def test_admin_ban_and_unban_upstream_texts(make_chat_server, raw_connect):
@@ -169,7 +159,7 @@ async def test_admin_ban_and_unban_upstream_texts(make_chat_server, raw_connect)
     res = await admin.expect("ADMIN_RESULT", action="ban")
     assert res["agentId"] == target.agent_id
     assert (await target.expect("BANNED"))["reason"] == "Banned by admin"
-    assert await _closed_with(target) == (1000, "Banned by admin")
+    assert await closed_with(target) == (1000, "Banned by admin")
     # A ban given without a reason reads "You are banned" at login, as upstream.
     again = await raw_connect(srv.url)
     await again.send({"type": "IDENTIFY", "name": "adm_b", "pubkey": target.identity.public_pem})
@@ -178,7 +168,7 @@ async def test_admin_ban_and_unban_upstream_texts(make_chat_server, raw_connect)
     await again.send({"type": "VERIFY_IDENTITY", "challenge_id": chal["challenge_id"],
                       "timestamp": 7, "signature": target.identity.sign(text)})  # fmt: skip
     assert (await again.error("BANNED"))["message"] == "You are banned"
-    assert await _closed_with(again) == (1000, "Banned")
+    assert await closed_with(again) == (1000, "Banned")
     await admin.send({"type": "ADMIN_UNBAN", "agent_id": target.agent_id, "admin_key": KEY})
     assert _strip_ts(await admin.expect("ADMIN_RESULT", action="unban")) == {
         "type": "ADMIN_RESULT", "action": "unban", "success": True, "agentId": target.agent_id

@@ -105,6 +105,21 @@ class CoreBase:
             c.open = False
             self._out.append(Close(conn, code, reason))
 
+    def _announce_join(self, name: str, a: Agent, now: int) -> None:
+        """AGENT_JOINED to the channel's other members (JOIN and auto-join at WELCOME)."""
+        self._broadcast(
+            name,
+            {
+                "type": "AGENT_JOINED",
+                "ts": now,
+                "channel": name,
+                "agent": a.at,
+                "name": a.name,
+                "verified": a.verified,
+            },
+            exclude=a.conn,
+        )
+
     def _broadcast(
         self, channel: str, frame: dict[str, Any] | str, exclude: int | None = None
     ) -> str | None:

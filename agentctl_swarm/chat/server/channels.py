@@ -42,18 +42,7 @@ class ChannelsMixin(CoreBase):
         ch.members[c.id] = None
         a.channels[name] = None
         if not rejoin:
-            self._broadcast(
-                name,
-                {
-                    "type": "AGENT_JOINED",
-                    "ts": now,
-                    "channel": name,
-                    "agent": a.at,
-                    "name": a.name,
-                    "verified": a.verified,
-                },
-                exclude=c.id,
-            )
+            self._announce_join(name, a, now)
         members = []
         for cid in ch.members:
             m = self.conns[cid].agent if cid in self.conns else None

@@ -35,18 +35,7 @@ class HandshakeMixin(CoreBase):
                 continue
             ch.members[a.conn] = None
             a.channels[name] = None
-            self._broadcast(
-                name,
-                {
-                    "type": "AGENT_JOINED",
-                    "ts": now,
-                    "channel": name,
-                    "agent": a.at,
-                    "name": a.name,
-                    "verified": a.verified,
-                },
-                exclude=a.conn,
-            )
+            self._announce_join(name, a, now)
 
     def _welcome(self, c: Conn, a: Agent, now: int, *, ephemeral: bool) -> None:
         frame: dict[str, Any] = {
