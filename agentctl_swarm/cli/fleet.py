@@ -11,35 +11,34 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from agentctl_swarm.cli.common import (
+    Output,
+    dump_yaml,
+    err,
+    fail,
+    load_or_exit,
+    out,
+    print_problems,
+)
 from agentctl_swarm.controller.executor import Outcome
 from agentctl_swarm.controller.lock import LockTimeout
 from agentctl_swarm.controller.planner import Kind, Plan
-from agentctl_swarm.fleet.loader import FleetError, LoadedFleet, load_fleet
+from agentctl_swarm.controller.status import AgentLookupError, find_container
+from agentctl_swarm.fleet.loader import FleetError
 from agentctl_swarm.podman.backend import PodmanBackend, PodmanError, PodmanUnavailable
-
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False)
 
 AgentArg = Annotated[str, typer.Argument(help="Agent (swarm-role-NNN) or container name.")]
 FleetOpt = Annotated[str | None, typer.Option(help="The fleet, when the name is ambiguous.")]
 FleetFile = Annotated[
     Path, typer.Option("-f", "--file", help="The fleet file (YAML).", show_default=False)
 ]
-
-
-class Output(StrEnum):
-    table = "table"
-    json = "json"
-    yaml = "yaml"
 
 
 def register(app: typer.Typer) -> None:
@@ -51,36 +50,21 @@ def register(app: typer.Typer) -> None:
 # -- helpers ----------------------------------------------------------------------------
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _load(path: Path) -> LoadedFleet:
-    try:
-        return load_fleet(path)
-    except FleetError as exc:
-        for problem in exc.problems:
-            err.print(str(problem), soft_wrap=True, markup=False)
-        n = len(exc.problems)
-        err.print(f"{n} problem{'s' if n != 1 else ''} in {path}; nothing was changed.")
-        raise typer.Exit(2) from None
-
-
 @contextmanager
 def _errors() -> Iterator[None]:
     """Turn the project's expected failures into one clear line and an exit code."""
     try:
         yield
     except FleetError as exc:
-        for problem in exc.problems:
-            err.print(str(problem), soft_wrap=True, markup=False)
+        print_problems(exc)
         err.print("nothing was changed.")
         raise typer.Exit(2) from None
     except PodmanUnavailable as exc:
-        _fail(str(exc), 3)
+        fail(str(exc), 3)
     except (PodmanError, LockTimeout) as exc:
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
+    except AgentLookupError as exc:
+        fail(str(exc), exc.exit_code)
 
 
 def _backend() -> PodmanBackend:
@@ -155,11 +139,7 @@ def _emit(rows: list[dict[str, Any]], output: Output, columns: list[tuple[str, s
     if output is Output.json:
         sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
     elif output is Output.yaml:
-        from ruamel.yaml import YAML
-
-        yaml = YAML(typ="safe", pure=True)
-        yaml.default_flow_style = False
-        yaml.dump(rows, sys.stdout)
+        dump_yaml(rows)
     else:
         table = Table(box=None, pad_edge=False, header_style="bold")
         for _, title in columns:
@@ -186,26 +166,12 @@ def _uptime(seconds: float | None) -> str | None:
     return f"{seconds // 86400}d"
 
 
-def _find(backend: PodmanBackend, agent: str, fleet: str | None) -> str:
-    """Container name for an agent given as container name or swarm-<role>-NNN."""
-    matches = [o for o in backend.list_owned(fleet) if agent in {o.name, o.agent}]
-    if not matches:
-        where = f" in fleet {fleet!r}" if fleet else ""
-        _fail(f"no agent {agent!r}{where}; `agentctl get` lists them", 1)
-    if len(matches) > 1:
-        names = ", ".join(o.name for o in matches)
-        _fail(
-            f"{agent!r} is in several fleets ({names}); pass --fleet NAME or the container name", 2
-        )
-    return matches[0].name
-
-
 # -- commands ---------------------------------------------------------------------------
 
 
 def validate(file: Annotated[Path, typer.Argument(help="The fleet file to check.")]) -> None:
     """Check a fleet file and report every problem as FILE:LINE:COL: field: message."""
-    loaded = _load(file)
+    loaded = load_or_exit(file)
     n = sum(a.replicas for a in loaded.fleet.agents)
     out.print(
         f"{file}: fleet {loaded.fleet.name!r} is valid "
@@ -245,7 +211,7 @@ def apply(
     """
     from agentctl_swarm.controller.apply import apply_fleet
 
-    loaded = _load(file)
+    loaded = load_or_exit(file)
     with _errors():
         backend = _backend()
         with _progress("applying") as (on_plan, on_done):
@@ -264,7 +230,7 @@ def apply(
         out.print("dry run: nothing was changed.")
         return
     if result.failed:
-        _fail(
+        fail(
             f"{len(result.failed)} of {len(result.outcomes)} changes failed; re-run apply to retry",
             1,
         )
@@ -281,7 +247,7 @@ def diff(
     """Show what apply would change. Exit 0: nothing; 1: changes; 2 or more: error."""
     from agentctl_swarm.controller.apply import diff_fleet
 
-    loaded = _load(file)
+    loaded = load_or_exit(file)
     with _errors():
         plan = diff_fleet(loaded, _backend(), prune=prune)
     _print_plan(plan)
@@ -300,7 +266,7 @@ def get(
     """List agents: name, role, state, restarts, container id, uptime."""
     from agentctl_swarm.controller.status import fleet_status
 
-    name = _load(file).fleet.name if file else fleet
+    name = load_or_exit(file).fleet.name if file else fleet
     with _errors():
         rows = [s.as_dict() for s in fleet_status(_backend(), name)]
     for row in rows:
@@ -334,7 +300,7 @@ def delete(
     """Remove the fleet's containers (after a final sync). Volumes stay unless --volumes."""
     from agentctl_swarm.controller.apply import delete_fleet
 
-    loaded = _load(file)
+    loaded = load_or_exit(file)
     with _errors():
         backend = _backend()
         with _progress("deleting") as (on_plan, on_done):
@@ -348,7 +314,7 @@ def delete(
                 on_wait=lambda m: err.print(m),
             )
     if result.failed:
-        _fail(
+        fail(
             f"{len(result.failed)} removals failed; nothing else was lost. "
             "Fix the cause or use --force",
             1,
@@ -372,7 +338,7 @@ def logs(
     """Print an agent's output (its supervisor and agent process)."""
     with _errors():
         backend = _backend()
-        name = _find(backend, agent, fleet)
+        name = find_container(backend, agent, fleet)
         try:
             for chunk in backend.logs(name, follow=follow, tail=tail):
                 sys.stdout.buffer.write(chunk if chunk.endswith(b"\n") else chunk + b"\n")
@@ -402,6 +368,6 @@ def _one_agent(
 ) -> None:
     with _errors():
         backend = _backend()
-        name = _find(backend, agent, fleet)
+        name = find_container(backend, agent, fleet)
         operation(backend, name)
     out.print(f"{done} {name}")

@@ -12,34 +12,18 @@ import signal
 import sys
 import threading
 from dataclasses import asdict
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False)
+from agentctl_swarm.cli.common import Output, dump_yaml, fail, load_or_exit, out
+from agentctl_swarm.fleet.loader import LoadedFleet
 
 FleetOpt = Annotated[
     Path | None, typer.Option("-f", "--file", help="The fleet file (YAML).", show_default=False)
 ]
-
-
-class Output(StrEnum):
-    table = "table"
-    json = "json"
-    yaml = "yaml"
-
-
-def _dump_yaml(rows: list[dict]) -> None:
-    from ruamel.yaml import YAML
-
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    yaml.dump(rows, sys.stdout)
 
 
 sync_app = typer.Typer(
@@ -57,22 +41,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(sync_app, name="sync")
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", soft_wrap=True, markup=True)
-    raise typer.Exit(code)
-
-
-def _load(path: Path | None):  # -> LoadedFleet
-    from agentctl_swarm.fleet.loader import FleetError, load_fleet
-
+def _load(path: Path | None) -> LoadedFleet:
     if path is None:
-        _fail("give the fleet file: agentctl sync -f fleet.yaml", 2)
-    try:
-        return load_fleet(path)
-    except FleetError as exc:
-        for problem in exc.problems:
-            err.print(str(problem), soft_wrap=True, markup=False)
-        raise typer.Exit(2) from None
+        fail("give the fleet file: agentctl sync -f fleet.yaml", 2)
+    return load_or_exit(path)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -91,12 +63,12 @@ def _daemon(file: Path | None, once: bool, interval: float | None, output: Outpu
 
     loaded = _load(file)
     if interval is not None and interval <= 0:
-        _fail("--interval must be greater than 0 seconds", 2)
+        fail("--interval must be greater than 0 seconds", 2)
     backend = PodmanBackend()
     try:
         backend.ping()
     except PodmanUnavailable as exc:
-        _fail(str(exc), 3)
+        fail(str(exc), 3)
     daemon = SyncDaemon(
         loaded.fleet, backend, base_dir=loaded.path.parent.absolute(), interval=interval
     )
@@ -105,7 +77,7 @@ def _daemon(file: Path | None, once: bool, interval: float | None, output: Outpu
         if output == Output.json:
             out.print_json(json.dumps([_result_dict(r) for r in results]))
         elif output == Output.yaml:
-            _dump_yaml([_result_dict(r) for r in results])
+            dump_yaml([_result_dict(r) for r in results])
         else:
             table = Table("AGENT", "OK", "COMMITS", "BYTES", "REFS", "ERROR", box=None)
             for r in results:
@@ -184,7 +156,7 @@ def status(
         out.print_json(json.dumps([asdict(s) for s in states]))
         return
     if output == Output.yaml:
-        _dump_yaml([asdict(s) for s in states])
+        dump_yaml([asdict(s) for s in states])
         return
     if not states:
         out.print(f"no agent of fleet {loaded.fleet.name} has been synced yet")

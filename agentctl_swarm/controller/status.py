@@ -45,6 +45,29 @@ class AgentStatus:
         }
 
 
+class AgentLookupError(Exception):
+    """An agent name that matches no container, or several (``exit_code`` says which)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def find_container(backend: PodmanBackend, agent: str, fleet: str | None = None) -> str:
+    """Container name for an agent given as container name or ``swarm-<role>-NNN``."""
+    matches = [o for o in backend.list_owned(fleet) if agent in {o.name, o.agent}]
+    if not matches:
+        where = f" in fleet {fleet!r}" if fleet else ""
+        raise AgentLookupError(f"no agent {agent!r}{where}; `agentctl get` lists them", 1)
+    if len(matches) > 1:
+        names = ", ".join(o.name for o in matches)
+        raise AgentLookupError(
+            f"{agent!r} is in several fleets ({names}); pass --fleet NAME or the container name",
+            2,
+        )
+    return matches[0].name
+
+
 def fleet_status(
     backend: PodmanBackend, fleet: str | None = None, *, concurrency: int = 8
 ) -> list[AgentStatus]:

@@ -114,6 +114,27 @@ async def test_dispute_with_stakes_transfers_to_the_disputant(make_chat_server, 
     assert rc["_escrow"]["transferred_to"] == a.agent_id
 
 
+async def test_dispute_by_the_acceptor_puts_the_proposer_at_fault(make_chat_server, raw_connect):
+    srv = make_chat_server(complete_min_age_ms=0)
+    a = await raw_connect(srv.url, "alice")
+    b = await raw_connect(srv.url, "bob")
+    await propose(a, b.agent_id, "write docs", elo_stake=10)
+    pid = (await b.expect("PROPOSAL"))["id"]
+    await accept(b, pid, elo_stake=5)
+    await a.expect("ACCEPT")
+    reason = "spec changed under me"
+    await b.send({"type": "DISPUTE", "proposal_id": pid, "reason": reason,
+                  "sig": b.identity.sign(p.sign_string_dispute(pid, reason))})  # fmt: skip
+    d = await a.expect("DISPUTE")
+    assert d["disputed_by"] == b.agent_id
+    rc = d["rating_changes"]
+    # alice is at fault: loses 16 plus her 10 stake; bob gets 8 + 10
+    assert rc[a.agent_id]["change"] == -26 and rc[a.agent_id]["newRating"] == 1174
+    assert rc[b.agent_id]["change"] == 18 and rc[b.agent_id]["newRating"] == 1218
+    assert rc["_escrow"]["transferred_to"] == b.agent_id
+    assert rc["_escrow"]["transferred_amount"] == 10
+
+
 async def test_proposal_errors(chat_server, raw_connect):
     a = await raw_connect(chat_server, "alice")
     b = await raw_connect(chat_server, "bob")

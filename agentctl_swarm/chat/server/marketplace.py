@@ -249,27 +249,21 @@ class Market:
             "proposer_stake": escrow["from"]["stake"] if escrow else 0,
             "acceptor_stake": escrow["to"]["stake"] if escrow else 0,
         }
-        at_fault = p2 if disputed_by == p1 else p1
-        if at_fault == p1:
-            loss = dispute_loss(old1, old2, k1, amount)
-            c1 = loss - s1
-            c2 = js_round(abs(loss) * 0.5) + s1
-            settlement = {
-                **stakes,
-                "settlement": "transferred",
-                "transferred_to": p2,
-                "transferred_amount": s1,
-            }
+        # The party that did not file the dispute loses rating and its stake to the other.
+        p1_at_fault = disputed_by != p1
+        if p1_at_fault:
+            old_f, old_w, k_f, stake_f, winner = old1, old2, k1, s1, p2
         else:
-            loss = dispute_loss(old2, old1, k2, amount)
-            c2 = loss - s2
-            c1 = js_round(abs(loss) * 0.5) + s2
-            settlement = {
-                **stakes,
-                "settlement": "transferred",
-                "transferred_to": p1,
-                "transferred_amount": s2,
-            }
+            old_f, old_w, k_f, stake_f, winner = old2, old1, k2, s2, p1
+        loss = dispute_loss(old_f, old_w, k_f, amount)
+        change_f, change_w = loss - stake_f, js_round(abs(loss) * 0.5) + stake_f
+        c1, c2 = (change_f, change_w) if p1_at_fault else (change_w, change_f)
+        settlement = {
+            **stakes,
+            "settlement": "transferred",
+            "transferred_to": winner,
+            "transferred_amount": stake_f,
+        }
         self._settle_escrow(prop["id"], "disputed", now)
         u1 = self._update(p1, c1, now)
         u2 = self._update(p2, c2, now)
