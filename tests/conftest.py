@@ -22,11 +22,10 @@ import pytest
 _STATE = Path(os.environ.get("AGENTCTL_TEST_STATE", f"/tmp/agentctl-test-state-{os.getpid()}"))
 os.environ.setdefault("AGENTCTL_STATE_DIR", str(_STATE))
 
-from agentctl_swarm.config import settings  # noqa: E402
+from agentctl_swarm.config import Settings, load_settings  # noqa: E402
 
-settings.cache_clear()
-
-AGENT_IMAGE = settings().agent_image
+SETTINGS: Settings = load_settings(Settings)
+AGENT_IMAGE = SETTINGS.agent_image
 REPO = Path(__file__).resolve().parent.parent
 AGENTCTL = [sys.executable, "-m", "agentctl_swarm.cli"]
 
@@ -42,7 +41,7 @@ def podman_backend():
     """A PodmanBackend on the configured socket (skips or fails when unreachable)."""
     from agentctl_swarm.podman.backend import PodmanBackend, PodmanUnavailable
 
-    backend = PodmanBackend()
+    backend = PodmanBackend(SETTINGS.podman_url)
     try:
         backend.ping()
     except PodmanUnavailable as exc:

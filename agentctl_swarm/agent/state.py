@@ -20,7 +20,8 @@ from pathlib import Path
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from agentctl_swarm.agent.backoff import BackoffState, ExitInfo, ExitKind
+from agentctl_swarm.core.backoff import ExitInfo, ExitKind, RestartState
+from agentctl_swarm.core.files import atomic_write
 
 log = logging.getLogger("agentctl.supervisor")
 
@@ -109,14 +110,14 @@ class SupervisorState(BaseModel):
     recent_crash_times: list[float] = Field(default_factory=list)  # epoch seconds
     recent_exits: list[ExitRecord] = Field(default_factory=list)
 
-    def backoff_state(self, default_backoff: float) -> BackoffState:
+    def backoff_state(self, default_backoff: float) -> RestartState:
         """The part the restart policy needs."""
-        return BackoffState(
+        return RestartState(
             backoff=self.backoff_seconds or default_backoff,
             crash_times=tuple(self.recent_crash_times),
         )
 
-    def with_backoff(self, state: BackoffState) -> SupervisorState:
+    def with_backoff(self, state: RestartState) -> SupervisorState:
         """Copy with the policy's state folded back in."""
         return self.model_copy(
             update={"backoff_seconds": state.backoff, "recent_crash_times": list(state.crash_times)}
@@ -128,7 +129,7 @@ class SupervisorState(BaseModel):
         return self.model_copy(update={"last_exit": record, "recent_exits": exits})
 
 
-class StateStore:
+class SupervisorStateStore:
     """Reads and writes ``<state-dir>/state.json``."""
 
     def __init__(self, state_dir: Path) -> None:
@@ -170,31 +171,5 @@ class StateStore:
     def save(self, state: SupervisorState) -> SupervisorState:
         """Write atomically; returns the state as written (``updated_at`` refreshed)."""
         state = state.model_copy(update={"updated_at": utcnow()})
-        data = state.model_dump_json(indent=2).encode() + b"\n"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        _fsync_dir(self.dir)
+        atomic_write(self.path, state.model_dump_json(indent=2) + "\n")
         return state
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the rename durable; some filesystems refuse O_RDONLY dir fsync, that is fine."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import errno
-import fcntl
 import importlib
 import importlib.util
 import logging
@@ -43,20 +41,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
-from agentctl_swarm.agent.backoff import (
-    Action,
-    BackoffState,
-    ExitInfo,
-    ExitKind,
-    classify_exit,
-    describe_exit,
-)
 from agentctl_swarm.agent.secret_env import secret_env
 from agentctl_swarm.agent.state import (
     ExitRecord,
-    StateStore,
     Status,
     SupervisorState,
+    SupervisorStateStore,
     utcnow,
 )
 from agentctl_swarm.agent.supervisor_config import (  # noqa: F401  (re-exported)
@@ -66,6 +56,16 @@ from agentctl_swarm.agent.supervisor_config import (  # noqa: F401  (re-exported
     UsageError,
     parse_args,
 )
+from agentctl_swarm.core.backoff import (
+    ExitInfo,
+    ExitKind,
+    RestartAction,
+    RestartState,
+    classify_exit,
+    describe_exit,
+)
+from agentctl_swarm.core.files import LockBusy, file_lock
+from agentctl_swarm.core.logs import setup_logging
 
 log = logging.getLogger("agentctl.supervisor")
 child_log = logging.getLogger("agentctl.child")
@@ -89,30 +89,9 @@ class _StopRequested(BaseException):
 # --------------------------------------------------------------------------- logging
 
 
-class _LineFormatter(logging.Formatter):
-    """``2026-01-01T00:00:00.000Z source: message`` — one greppable shape for all lines."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        ts = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-        src = getattr(record, "src", "supervisor")
-        msg = record.getMessage()
-        if record.levelno >= logging.WARNING:
-            msg = f"{record.levelname}: {msg}"
-        if record.exc_info:
-            msg += "\n" + self.formatException(record.exc_info)
-        return f"{ts.replace('+00:00', 'Z')} {src}: {msg}"
-
-
 def _setup_logging(stream: IO[str]) -> None:
-    root = logging.getLogger("agentctl")
-    if any(getattr(h, "_agentctl_supervisor", False) for h in root.handlers):
-        return
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(_LineFormatter())
-    handler._agentctl_supervisor = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    root.propagate = False
+    """The project's one logging setup, to stdout (what `podman logs` shows)."""
+    setup_logging("supervisor", stream=stream)
 
 
 def _pump_output(pipe: IO[bytes], pid: int) -> None:
@@ -213,7 +192,7 @@ class Supervisor:
     def __init__(self, cfg: SupervisorConfig) -> None:
         self.cfg = cfg
         self.policy = cfg.policy
-        self.store = StateStore(cfg.state_dir)
+        self.store = SupervisorStateStore(cfg.state_dir)
         self.stop_file = cfg.state_dir / "stop"
         self.reset_file = cfg.state_dir / "reset"
         self.heartbeat_file = cfg.state_dir / "heartbeat"
@@ -221,8 +200,8 @@ class Supervisor:
         self.child: _Child | None = None
         self.stop_reason: str | None = None
         self.state = SupervisorState()
-        self.bstate: BackoffState = self.policy.fresh()
-        self._lock_fd: int | None = None
+        self.bstate: RestartState = self.policy.fresh()
+        self._held = contextlib.ExitStack()
         self._heartbeat_warned = False
         self._save_warned = False
 
@@ -253,9 +232,17 @@ class Supervisor:
         cfg = self.cfg
         try:
             cfg.state_dir.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = self._lock()
-        except UsageError as exc:
-            log.error("%s", exc)
+            # One supervisor per state dir; the kernel drops the lock when we die.
+            self._held.enter_context(
+                file_lock(cfg.state_dir / "supervisor.lock", timeout=0, what=str(cfg.state_dir))
+            )
+        except LockBusy as exc:
+            log.error(
+                "another supervisor is running on %s (pid %s; stop it first, "
+                "or use a different --state-dir)",
+                cfg.state_dir,
+                exc.holder,
+            )
             return EXIT_LOCKED
         except OSError as exc:
             log.error(
@@ -270,22 +257,6 @@ class Supervisor:
         finally:
             if self.child is not None and self.child.returncode is None:
                 self._end_group(self.child, "supervisor exiting")
-
-    def _lock(self) -> int:
-        """One supervisor per state dir; the kernel drops the lock when we die."""
-        path = self.cfg.state_dir / "supervisor.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise UsageError(
-                    f"another supervisor is running on {self.cfg.state_dir} "
-                    "(stop it first, or use a different --state-dir)"
-                ) from None
-            raise
-        return fd
 
     def _run(self) -> int:
         cfg = self.cfg
@@ -350,7 +321,7 @@ class Supervisor:
             exit_ = classify_exit(child.returncode or 0, self.policy.fatal_exit_codes)
             decision = self.policy.decide(self.bstate, exit_, uptime, time.time())
             self.bstate = decision.state
-            delay_rec = decision.delay if decision.action is Action.RESTART else None
+            delay_rec = decision.delay if decision.action is RestartAction.RESTART else None
             self._record(child, action=decision.action.value, delay=delay_rec, exit_=exit_)
             log.info(
                 "child %d ended after %.3fs: %s → %s (%s)",
@@ -360,13 +331,13 @@ class Supervisor:
                 decision.action.value,
                 decision.reason,
             )
-            if decision.action is Action.RESTART:
+            if decision.action is RestartAction.RESTART:
                 self.state = self.state.model_copy(update={"restarts": self.state.restarts + 1})
                 delay = decision.delay
                 continue
-            if decision.action is Action.STOP:
+            if decision.action is RestartAction.STOP:
                 return self._final(Status.STOPPED, EXIT_STOPPED)
-            if decision.action is Action.FATAL:
+            if decision.action is RestartAction.FATAL:
                 msg = f"{decision.reason}; not restarting"
                 log.error("%s", msg)
                 return self._final(Status.FATAL, exit_.code or EXIT_INTERNAL, msg)
@@ -412,14 +383,16 @@ class Supervisor:
             self.bstate = decision.state
             record = ExitRecord.from_exit(exit_, uptime)
             record.action = decision.action.value
-            record.delay_seconds = decision.delay if decision.action is Action.RESTART else None
+            record.delay_seconds = (
+                decision.delay if decision.action is RestartAction.RESTART else None
+            )
             self.state = self.state.add_exit(record)
             log.warning(
                 "previous supervisor ended while its child (pid %s) ran, after about %.1fs",
                 prev.pid,
                 uptime,
             )
-            if decision.action is Action.DEGRADED:
+            if decision.action is RestartAction.DEGRADED:
                 msg = f"degraded: {decision.reason}; not restarting"
                 log.error("%s", msg)
                 self.state = self.state.model_copy(update={"last_error": msg})

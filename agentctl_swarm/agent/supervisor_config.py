@@ -1,26 +1,118 @@
 """Command line and environment of ``agentctl-agent supervise``, parsed into a config.
 
-Kept apart from the process machinery in supervisor.py so the rules for options (each
-also readable as ``AGENTCTL_SUPERVISOR_<OPTION>``) can be read and tested on their own.
+The knobs are one pydantic-settings model (:class:`SupervisorSettings`): every option can
+be given as a flag or as ``AGENTCTL_SUPERVISOR_<OPTION>`` (flags win). Kept apart from the
+process machinery in supervisor.py so the rules for options can be read and tested alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from agentctl_swarm.agent.backoff import BackoffPolicy
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from agentctl_swarm.config import load_settings
+from agentctl_swarm.core.backoff import RestartPolicy
+from agentctl_swarm.core.errors import UsageError
 
 ENV_PREFIX = "AGENTCTL_SUPERVISOR_"
 DEFAULT_PREPARE = "agentctl_swarm.agent.workspace:prepare"
 
+__all__ = [
+    "DEFAULT_PREPARE",
+    "ENV_PREFIX",
+    "SupervisorConfig",
+    "SupervisorSettings",
+    "UsageError",
+    "parse_args",
+]
 
-class UsageError(Exception):
-    """Bad command line or environment; the message names the place and the fix."""
+
+def _codes(value: object) -> object:
+    """``2,78`` / ``2 78`` / ``none`` → a set of exit codes."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.lower() in {"", "none"}:
+        return frozenset()
+    try:
+        return frozenset(int(p) for p in text.replace(" ", ",").split(",") if p)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a list of exit codes like 2,78 or none") from exc
+
+
+def _at_least(bound: float, *, strict: bool) -> BeforeValidator:
+    def check(value: object) -> object:
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ValueError("must be a number of seconds") from None
+        if number != number or (number <= bound if strict else number < bound):
+            raise ValueError(f"must be {'>' if strict else '>='} {bound:g}")
+        return value
+
+    return BeforeValidator(check)
+
+
+Positive = Annotated[float, _at_least(0, strict=True)]
+NonNegative = Annotated[float, _at_least(0, strict=False)]
+
+
+class SupervisorSettings(BaseSettings):
+    """Every supervisor knob; env ``AGENTCTL_SUPERVISOR_<NAME>``, overridden by flags."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    state_dir: Path = Field(
+        Path("/state"), description="state volume: state.json, heartbeat, stop file"
+    )
+    workspace: Path = Field(
+        Path("/workspace"), description="git workspace prepared before first start"
+    )
+    grace: NonNegative = Field(10.0, description="between SIGTERM and SIGKILL of the child group")
+    initial_backoff: Positive = Field(1.0, description="first restart delay")
+    max_backoff: Positive = Field(300.0, description="restart delay cap")
+    backoff_multiplier: float = Field(2.0, description="delay growth per restart")
+    stable_after: NonNegative = Field(300.0, description="a run this long resets the backoff")
+    quick_crash: NonNegative = Field(10.0, description="a crash sooner than this is quick")
+    max_quick_crashes: int = Field(
+        5, ge=1, description="this many quick crashes in the window: degraded"
+    )
+    crash_window: Positive = Field(600.0, description="window for counting quick crashes")
+    fatal_exit_codes: Annotated[frozenset[int], NoDecode, BeforeValidator(_codes)] = Field(
+        frozenset({2}), description="never retried, e.g. 2,78 or none"
+    )
+    on_clean_exit: Literal["restart", "stop"] = Field("restart", description="on exit 0")
+    heartbeat_interval: Positive = Field(10.0, description="touch <state-dir>/heartbeat this often")
+    poll_interval: Positive = Field(1.0, description="how often the stop file is checked")
+    prepare: str = Field(DEFAULT_PREPARE, description="workspace hook MOD:FUNC, or 'none'")
+
+    @field_validator("fatal_exit_codes")
+    @classmethod
+    def _code_range(cls, codes: frozenset[int]) -> frozenset[int]:
+        for code in codes:
+            if not 1 <= code <= 255:
+                raise ValueError(f"exit code {code} is not in 1..255")
+        return codes
+
+    def policy(self) -> RestartPolicy:
+        return RestartPolicy(
+            initial=self.initial_backoff,
+            multiplier=self.backoff_multiplier,
+            cap=self.max_backoff,
+            stable_after=self.stable_after,
+            quick_crash=self.quick_crash,
+            max_quick_crashes=self.max_quick_crashes,
+            window=self.crash_window,
+            fatal_exit_codes=self.fatal_exit_codes,
+            restart_on_clean_exit=self.on_clean_exit == "restart",
+        )
 
 
 @dataclass(frozen=True)
@@ -31,7 +123,7 @@ class SupervisorConfig:
     state_dir: Path = Path("/state")
     workspace: Path = Path("/workspace")
     grace: float = 10.0
-    policy: BackoffPolicy = field(default_factory=BackoffPolicy)
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
     heartbeat_interval: float = 10.0
     poll_interval: float = 1.0
     name: str | None = None
@@ -39,69 +131,20 @@ class SupervisorConfig:
     prepare: str = DEFAULT_PREPARE  # "module:function", or "none"
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise ValueError("must be > 0")
-    return value
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise ValueError("must be >= 0")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError("must be >= 1")
-    return value
-
-
-def _codes(text: str) -> frozenset[int]:
-    text = text.strip()
-    if text.lower() in {"", "none"}:
-        return frozenset()
-    codes = set()
-    for part in text.replace(" ", ",").split(","):
-        if not part:
-            continue
-        code = int(part)
-        if not 1 <= code <= 255:
-            raise ValueError(f"exit code {code} is not in 1..255")
-        codes.add(code)
-    return frozenset(codes)
-
-
-def _choice(*allowed: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}")
-        return text
-
-    return parse
-
-
-# (flag, type, default, help); env var = AGENTCTL_SUPERVISOR_<FLAG upper, - → _>
-_OPTIONS: list[tuple[str, Callable[[str], Any], Any, str, str]] = [
-    ("--state-dir", Path, Path("/state"), "DIR", "state volume: state.json, heartbeat, stop file"),
-    ("--workspace", Path, Path("/workspace"), "DIR", "git workspace prepared before first start"),
-    ("--grace", _non_negative, 10.0, "SECONDS", "between SIGTERM and SIGKILL of the child group"),
-    ("--initial-backoff", _positive, 1.0, "SECONDS", "first restart delay"),
-    ("--max-backoff", _positive, 300.0, "SECONDS", "restart delay cap"),
-    ("--backoff-multiplier", float, 2.0, "FACTOR", "delay growth per restart"),
-    ("--stable-after", _non_negative, 300.0, "SECONDS", "a run this long resets the backoff"),
-    ("--quick-crash", _non_negative, 10.0, "SECONDS", "a crash sooner than this is quick"),
-    ("--max-quick-crashes", _count, 5, "N", "this many quick crashes in the window: degraded"),
-    ("--crash-window", _positive, 600.0, "SECONDS", "window for counting quick crashes"),
-    ("--fatal-exit-codes", _codes, frozenset({2}), "CODES", "never retried, e.g. 2,78 or none"),
-    ("--on-clean-exit", _choice("restart", "stop"), "restart", "restart|stop", "on exit 0"),
-    ("--heartbeat-interval", _positive, 10.0, "SECONDS", "touch <state-dir>/heartbeat this often"),
-    ("--poll-interval", _positive, 1.0, "SECONDS", "how often the stop file is checked"),
-    ("--prepare", str, DEFAULT_PREPARE, "MOD:FUNC", "workspace hook, or 'none'"),
-]
+def _metavar(name: str, info: Any) -> str:
+    if name in {"state_dir", "workspace"}:
+        return "DIR"
+    if name == "fatal_exit_codes":
+        return "CODES"
+    if name == "on_clean_exit":
+        return "restart|stop"
+    if name == "prepare":
+        return "MOD:FUNC"
+    return "N" if info.annotation is int else "SECONDS"
 
 
 def _show(default: Any) -> str:
@@ -112,10 +155,6 @@ def _show(default: Any) -> str:
     return str(default)
 
 
-def _env_name(flag: str) -> str:
-    return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="agentctl-agent supervise",
@@ -123,12 +162,17 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Every option can also be set as "
         + ENV_PREFIX
         + "<OPTION> (e.g. "
-        + _env_name("--grace")
-        + "=30). Stop: SIGTERM/SIGINT, or create <state-dir>/stop. "
+        + ENV_PREFIX
+        + "GRACE=30). Stop: SIGTERM/SIGINT, or create <state-dir>/stop. "
         "Fresh start after degraded: create <state-dir>/reset, then restart.",
     )
-    for flag, _type, default, metavar, help_ in _OPTIONS:
-        p.add_argument(flag, default=None, metavar=metavar, help=f"{help_} ({_show(default)})")
+    for name, info in SupervisorSettings.model_fields.items():
+        p.add_argument(
+            _flag(name),
+            default=None,
+            metavar=_metavar(name, info),
+            help=f"{info.description} ({_show(info.default)})",
+        )
     p.add_argument(
         "--name", default=None, help="agent name ($AGENTCTL_AGENT, $AGENT_NAME, hostname)"
     )
@@ -136,7 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> SupervisorConfig:
+def parse_args(argv: list[str], environ: Mapping[str, str] | None = None) -> SupervisorConfig:
     """Options from argv, then ``AGENTCTL_SUPERVISOR_*``, then defaults."""
     env = os.environ if environ is None else environ
     if "--" not in argv:
@@ -151,44 +195,62 @@ def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> Superv
     if not command:
         raise UsageError("nothing after '--': give the command to supervise")
     ns = _parser().parse_args(opts)
-    values: dict[str, Any] = {}
-    for flag, type_, default, _metavar, _help in _OPTIONS:
-        dest = flag.lstrip("-").replace("-", "_")
-        raw, where = getattr(ns, dest), flag
-        if raw is None and _env_name(flag) in env:
-            raw, where = env[_env_name(flag)], _env_name(flag)
-        if raw is None:
-            values[dest] = default
-            continue
-        try:
-            values[dest] = type_(raw)
-        except ValueError as exc:
-            raise UsageError(f"{where}={raw!r}: {exc}") from None
+    flags = {
+        name: getattr(ns, name)
+        for name in SupervisorSettings.model_fields
+        if getattr(ns, name) is not None
+    }
+    env_only = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
     try:
-        policy = BackoffPolicy(
-            initial=values["initial_backoff"],
-            multiplier=values["backoff_multiplier"],
-            cap=values["max_backoff"],
-            stable_after=values["stable_after"],
-            quick_crash=values["quick_crash"],
-            max_quick_crashes=values["max_quick_crashes"],
-            window=values["crash_window"],
-            fatal_exit_codes=values["fatal_exit_codes"],
-            restart_on_clean_exit=values["on_clean_exit"] == "restart",
-        )
+        base = load_settings(SupervisorSettings, env_only)
+        settings = SupervisorSettings.model_validate({**base.model_dump(), **flags})
+    except ValidationError as exc:
+        raise UsageError(_describe(exc, flags, env_only)) from exc
+    except UsageError as exc:  # from the environment: name the variable (load_settings did)
+        raise UsageError(_env_message(exc, env_only)) from exc
+    try:
+        policy = settings.policy()
     except ValueError as exc:
-        raise UsageError(f"backoff options: {exc}") from None
+        raise UsageError(f"backoff options: {exc}") from exc
     name = ns.name or env.get("AGENTCTL_AGENT") or env.get("AGENT_NAME")
     mission = ns.mission if ns.mission is not None else env.get("MISSION")
     return SupervisorConfig(
         command=command,
-        state_dir=values["state_dir"],
-        workspace=values["workspace"],
-        grace=values["grace"],
+        state_dir=settings.state_dir,
+        workspace=settings.workspace,
+        grace=settings.grace,
         policy=policy,
-        heartbeat_interval=values["heartbeat_interval"],
-        poll_interval=values["poll_interval"],
+        heartbeat_interval=settings.heartbeat_interval,
+        poll_interval=settings.poll_interval,
         name=name or os.uname().nodename,
         mission=mission,
-        prepare=values["prepare"],
+        prepare=settings.prepare,
     )
+
+
+def _reason(err: Mapping[str, Any]) -> str:
+    ctx = err.get("ctx") or {}
+    if "error" in ctx:
+        return str(ctx["error"])
+    return str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+
+
+def _describe(exc: ValidationError, flags: Mapping[str, str], env: Mapping[str, str]) -> str:
+    """``--grace='-1': must be >= 0`` or ``AGENTCTL_SUPERVISOR_GRACE='x': ...``."""
+    parts = []
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err.get("loc") else ""
+        if name in flags:
+            where, raw = _flag(name), flags[name]
+        else:
+            where = ENV_PREFIX + name.upper()
+            raw = env.get(where, err.get("input"))
+        parts.append(f"{where}={raw!r}: {_reason(err)}")
+    return "; ".join(parts)
+
+
+def _env_message(exc: UsageError, env: Mapping[str, str]) -> str:
+    cause = exc.__cause__
+    if isinstance(cause, ValidationError):
+        return _describe(cause, {}, env)
+    return str(exc)

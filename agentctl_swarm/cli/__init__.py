@@ -6,12 +6,9 @@ done by the packages they call (fleet, controller, podman, chat, sync).
 
 from __future__ import annotations
 
-import os
-import sys
-
 import typer
 
-from agentctl_swarm.cli import chat, fleet, host, server, sync
+from agentctl_swarm.cli import chat, errors, fleet, host, server, sync
 
 app = typer.Typer(
     name="agentctl",
@@ -33,17 +30,8 @@ for _module in (fleet, host, server, chat, sync):
 def main() -> None:
     """Entry point of the ``agentctl`` console script.
 
-    Expected failures are turned into clear messages by each command; anything else is
-    a bug, shown as one line unless AGENTCTL_DEBUG=1 asks for the traceback.
+    Commands raise AgentctlError for expected failures; cli/errors.py prints them and
+    exits with their code. Anything else is a bug, shown as one line unless
+    AGENTCTL_DEBUG=1 asks for the traceback.
     """
-    try:
-        app()
-    except Exception as exc:  # a bug: keep the user's terminal readable
-        if os.environ.get("AGENTCTL_DEBUG"):
-            raise
-        print(
-            f"agentctl: internal error: {type(exc).__name__}: {exc}\n"
-            "(set AGENTCTL_DEBUG=1 to see the traceback, and please report it)",
-            file=sys.stderr,
-        )
-        raise SystemExit(70) from None
+    errors.run(app)

@@ -1,19 +1,25 @@
-"""What every CLI module shares: consoles, the -o choice, one-line failures, fleet loading.
+"""What every CLI module shares: consoles, the -o choice, settings, the Podman backend,
+fleet loading and YAML output.
 
-Kept in one place so every command fails, loads fleets and prints YAML the same way.
+Settings are read here, once per process, at the edge; everything below the CLI gets
+them passed in. Failures are raised as AgentctlError and printed by cli/errors.py.
 """
 
 from __future__ import annotations
 
 import sys
 from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-import typer
 from rich.console import Console
 
-from agentctl_swarm.fleet.loader import FleetError, LoadedFleet, load_fleet
+from agentctl_swarm.config import Settings, load_settings
+from agentctl_swarm.fleet.source import LoadedFleet, read_fleet
+
+if TYPE_CHECKING:
+    from agentctl_swarm.podman.backend import PodmanBackend
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False)
@@ -25,26 +31,25 @@ class Output(StrEnum):
     yaml = "yaml"
 
 
-def fail(message: str, code: int) -> NoReturn:
-    """One line on stderr, then exit with ``code``."""
-    err.print(f"[red]error:[/red] {message}", soft_wrap=True)
-    raise typer.Exit(code)
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """This process's ``AGENTCTL_*`` settings (a bad value is a UsageError naming it)."""
+    return load_settings(Settings)
 
 
-def print_problems(exc: FleetError) -> None:
-    for problem in exc.problems:
-        err.print(str(problem), soft_wrap=True, markup=False)
+def backend(*, ping: bool = True) -> PodmanBackend:
+    """The Podman backend on the configured socket; UnavailableError with the fix if down."""
+    from agentctl_swarm.podman.backend import PodmanBackend
+
+    podman = PodmanBackend(settings().podman_url)
+    if ping:
+        podman.ping()
+    return podman
 
 
-def load_or_exit(path: Path) -> LoadedFleet:
-    """The validated fleet, or every problem printed and exit 2 (nothing changed)."""
-    try:
-        return load_fleet(path)
-    except FleetError as exc:
-        print_problems(exc)
-        n = len(exc.problems)
-        err.print(f"{n} problem{'s' if n != 1 else ''} in {path}; nothing was changed.")
-        raise typer.Exit(2) from None
+def load(path: Path) -> LoadedFleet:
+    """The validated fleet; FleetError (every problem, exit 2) otherwise."""
+    return read_fleet(path)
 
 
 def dump_yaml(rows: Any) -> None:

@@ -18,21 +18,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agentctl_swarm.cli.common import (
-    Output,
-    dump_yaml,
-    err,
-    fail,
-    load_or_exit,
-    out,
-    print_problems,
-)
+from agentctl_swarm.cli.common import Output, backend, dump_yaml, err, load, out, settings
 from agentctl_swarm.controller.executor import Outcome
-from agentctl_swarm.controller.lock import LockTimeout
 from agentctl_swarm.controller.planner import Kind, Plan
-from agentctl_swarm.controller.status import AgentLookupError, find_container
-from agentctl_swarm.fleet.loader import FleetError
-from agentctl_swarm.podman.backend import PodmanBackend, PodmanError, PodmanUnavailable
+from agentctl_swarm.controller.preflight import check_tools
+from agentctl_swarm.controller.status import find_container
+from agentctl_swarm.core.errors import AgentctlError
+from agentctl_swarm.podman.backend import PodmanBackend
 
 AgentArg = Annotated[str, typer.Argument(help="Agent (swarm-role-NNN) or container name.")]
 FleetOpt = Annotated[str | None, typer.Option(help="The fleet, when the name is ambiguous.")]
@@ -48,29 +40,6 @@ def register(app: typer.Typer) -> None:
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Turn the project's expected failures into one clear line and an exit code."""
-    try:
-        yield
-    except FleetError as exc:
-        print_problems(exc)
-        err.print("nothing was changed.")
-        raise typer.Exit(2) from None
-    except PodmanUnavailable as exc:
-        fail(str(exc), 3)
-    except (PodmanError, LockTimeout) as exc:
-        fail(str(exc), 1)
-    except AgentLookupError as exc:
-        fail(str(exc), exc.exit_code)
-
-
-def _backend() -> PodmanBackend:
-    backend = PodmanBackend()
-    backend.ping()
-    return backend
 
 
 def _print_plan(plan: Plan) -> None:
@@ -171,7 +140,7 @@ def _uptime(seconds: float | None) -> str | None:
 
 def validate(file: Annotated[Path, typer.Argument(help="The fleet file to check.")]) -> None:
     """Check a fleet file and report every problem as FILE:LINE:COL: field: message."""
-    loaded = load_or_exit(file)
+    loaded = load(file)
     n = sum(a.replicas for a in loaded.fleet.agents)
     out.print(
         f"{file}: fleet {loaded.fleet.name!r} is valid "
@@ -209,30 +178,31 @@ def apply(
     Re-applying an unchanged file changes nothing. Changing one agent recreates only it.
     Containers without agentctl's labels are never touched.
     """
+    loaded = load(file)
+    check_tools()
     from agentctl_swarm.controller.apply import apply_fleet
 
-    loaded = load_or_exit(file)
-    with _errors():
-        backend = _backend()
-        with _progress("applying") as (on_plan, on_done):
-            result = apply_fleet(
-                loaded,
-                backend,
-                prune=prune,
-                dry_run=dry_run,
-                force=force,
-                concurrency=concurrency,
-                on_plan=on_plan,
-                on_done=on_done,
-                on_wait=lambda m: err.print(m),
-            )
+    podman = backend()
+    with _progress("applying") as (on_plan, on_done):
+        result = apply_fleet(
+            loaded,
+            podman,
+            settings(),
+            prune=prune,
+            dry_run=dry_run,
+            force=force,
+            concurrency=concurrency,
+            on_plan=on_plan,
+            on_done=on_done,
+            on_wait=lambda m: err.print(m),
+        )
     if dry_run:
         out.print("dry run: nothing was changed.")
         return
     if result.failed:
-        fail(
-            f"{len(result.failed)} of {len(result.outcomes)} changes failed; re-run apply to retry",
-            1,
+        raise AgentctlError(
+            f"{len(result.failed)} of {len(result.outcomes)} changes failed",
+            hint="fix the cause shown above and re-run apply (it repairs what was half done)",
         )
     if result.outcomes:
         out.print(f"fleet {loaded.fleet.name!r}: {len(result.outcomes)} changed.")
@@ -247,9 +217,8 @@ def diff(
     """Show what apply would change. Exit 0: nothing; 1: changes; 2 or more: error."""
     from agentctl_swarm.controller.apply import diff_fleet
 
-    loaded = load_or_exit(file)
-    with _errors():
-        plan = diff_fleet(loaded, _backend(), prune=prune)
+    loaded = load(file)
+    plan = diff_fleet(loaded, backend(), settings(), prune=prune)
     _print_plan(plan)
     raise typer.Exit(1 if plan.has_changes else 0)
 
@@ -266,9 +235,8 @@ def get(
     """List agents: name, role, state, restarts, container id, uptime."""
     from agentctl_swarm.controller.status import fleet_status
 
-    name = load_or_exit(file).fleet.name if file else fleet
-    with _errors():
-        rows = [s.as_dict() for s in fleet_status(_backend(), name)]
+    name = load(file).fleet.name if file else fleet
+    rows = [s.as_dict() for s in fleet_status(backend(), name)]
     for row in rows:
         row["uptime"] = _uptime(row["uptime_seconds"])
     if not rows and output is Output.table:
@@ -298,26 +266,26 @@ def delete(
     force: Annotated[bool, typer.Option(help="Remove even when the final sync fails.")] = False,
 ) -> None:
     """Remove the fleet's containers (after a final sync). Volumes stay unless --volumes."""
+    loaded = load(file)
+    check_tools()
     from agentctl_swarm.controller.apply import delete_fleet
 
-    loaded = load_or_exit(file)
-    with _errors():
-        backend = _backend()
-        with _progress("deleting") as (on_plan, on_done):
-            result, removed = delete_fleet(
-                loaded,
-                backend,
-                volumes=volumes,
-                force=force,
-                on_plan=on_plan,
-                on_done=on_done,
-                on_wait=lambda m: err.print(m),
-            )
+    podman = backend()
+    with _progress("deleting") as (on_plan, on_done):
+        result, removed = delete_fleet(
+            loaded,
+            podman,
+            settings(),
+            volumes=volumes,
+            force=force,
+            on_plan=on_plan,
+            on_done=on_done,
+            on_wait=lambda m: err.print(m),
+        )
     if result.failed:
-        fail(
-            f"{len(result.failed)} removals failed; nothing else was lost. "
-            "Fix the cause or use --force",
-            1,
+        raise AgentctlError(
+            f"{len(result.failed)} removals failed; nothing else was lost",
+            hint="fix the cause shown above, or use --force",
         )
     for volume in removed:
         out.print(f"  removed volume {volume}")
@@ -334,17 +302,22 @@ def logs(
     fleet: Annotated[
         str | None, typer.Option(help="The fleet, when the name is ambiguous.")
     ] = None,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Print the JSON log records as they are.")
+    ] = False,
 ) -> None:
-    """Print an agent's output (its supervisor and agent process)."""
-    with _errors():
-        backend = _backend()
-        name = find_container(backend, agent, fleet)
-        try:
-            for chunk in backend.logs(name, follow=follow, tail=tail):
-                sys.stdout.buffer.write(chunk if chunk.endswith(b"\n") else chunk + b"\n")
-                sys.stdout.buffer.flush()
-        except KeyboardInterrupt:
-            pass
+    """Print an agent's output (its supervisor and agent process), as readable lines."""
+    from agentctl_swarm.core.logs import render_record
+
+    podman = backend()
+    name = find_container(podman, agent, fleet)
+    try:
+        for chunk in podman.logs(name, follow=follow, tail=tail):
+            for raw_line in chunk.decode("utf-8", "replace").splitlines():
+                sys.stdout.write((raw_line if raw else render_record(raw_line)) + "\n")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
 
 
 def restart(
@@ -366,8 +339,7 @@ def stop(
 def _one_agent(
     agent: str, fleet: str | None, operation: Callable[[PodmanBackend, str], None], done: str
 ) -> None:
-    with _errors():
-        backend = _backend()
-        name = find_container(backend, agent, fleet)
-        operation(backend, name)
+    podman = backend()
+    name = find_container(podman, agent, fleet)
+    operation(podman, name)
     out.print(f"{done} {name}")

@@ -8,10 +8,9 @@ failed; 2 the arguments are wrong.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,21 +20,14 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from agentctl_swarm.config import settings
-
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+from agentctl_swarm.cli.common import err, out, settings
+from agentctl_swarm.core.errors import AgentctlError, UsageError
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `agentctl` app."""
     app.command()(doctor)
     app.command()(build)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", soft_wrap=True, markup=True)
-    raise typer.Exit(code)
 
 
 def doctor(
@@ -144,9 +136,9 @@ def build(
     try:
         root = img.find_project_dir(project_dir)
     except img.BuildError as exc:
-        _fail(str(exc), 2)
+        raise UsageError(str(exc)) from exc
     if project_dir is not None and root != project_dir.resolve():
-        _fail(f"--project-dir {project_dir}: no Containerfile and pyproject.toml there", 2)
+        raise UsageError(f"--project-dir {project_dir}: no Containerfile and pyproject.toml there")
     opts = img.BuildOptions(
         project_dir=root,
         image=image or cfg.agent_image,
@@ -181,7 +173,7 @@ def build(
         with progress:
             result = img.build_agent_image(opts, on_event)
     except img.BuildError as exc:
-        _fail(str(exc), 1)
+        raise AgentctlError(str(exc)) from exc
     if result.base_built:
         out.print(f"built base image {opts.base_image}", markup=False)
     if result.skipped:

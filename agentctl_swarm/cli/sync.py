@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import sys
 import threading
 from dataclasses import asdict
 from pathlib import Path
@@ -18,7 +17,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from agentctl_swarm.cli.common import Output, dump_yaml, fail, load_or_exit, out
+from agentctl_swarm.cli.common import Output, backend, dump_yaml, load, out, settings
+from agentctl_swarm.core.errors import UsageError
+from agentctl_swarm.core.logs import setup_logging
 from agentctl_swarm.fleet.loader import LoadedFleet
 
 FleetOpt = Annotated[
@@ -43,34 +44,33 @@ def register(app: typer.Typer) -> None:
 
 def _load(path: Path | None) -> LoadedFleet:
     if path is None:
-        fail("give the fleet file: agentctl sync -f fleet.yaml", 2)
-    return load_or_exit(path)
+        raise UsageError("no fleet file given", hint="run: agentctl sync -f fleet.yaml")
+    return load(path)
 
 
 def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter('{"time": "%(asctime)s", "level": "%(levelname)s", "log": %(message)s}')
+    setup_logging(
+        "sync",
+        fmt=settings().log_format,
+        level=logging.DEBUG if verbose else logging.INFO,
     )
-    logger = logging.getLogger("agentctl")
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def _daemon(file: Path | None, once: bool, interval: float | None, output: Output) -> None:
-    from agentctl_swarm.podman.backend import PodmanBackend, PodmanUnavailable
-    from agentctl_swarm.sync.engine import SyncDaemon
+    from agentctl_swarm.controller.preflight import check_tools
 
     loaded = _load(file)
     if interval is not None and interval <= 0:
-        fail("--interval must be greater than 0 seconds", 2)
-    backend = PodmanBackend()
-    try:
-        backend.ping()
-    except PodmanUnavailable as exc:
-        fail(str(exc), 3)
+        raise UsageError(f"--interval {interval:g}: must be greater than 0 seconds")
+    check_tools()
+    from agentctl_swarm.sync.daemon import SyncDaemon
+
     daemon = SyncDaemon(
-        loaded.fleet, backend, base_dir=loaded.path.parent.absolute(), interval=interval
+        loaded.fleet,
+        backend(),
+        state_dir=settings().state_dir,
+        base_dir=loaded.path.parent.absolute(),
+        interval=interval,
     )
     if once:
         results = daemon.run_once()
@@ -147,11 +147,10 @@ def status(
     output: Annotated[Output, typer.Option("-o", "--output")] = Output.table,
 ) -> None:
     """Per agent: last sync time, syncs, commits and bytes brought out, last error."""
-    from agentctl_swarm.config import settings
-    from agentctl_swarm.sync.state import StateStore
+    from agentctl_swarm.sync.state import SyncStateStore
 
     loaded = _load(file)
-    states = StateStore(settings().state_dir).list(loaded.fleet.name)
+    states = SyncStateStore(settings().state_dir).list(loaded.fleet.name)
     if output == Output.json:
         out.print_json(json.dumps([asdict(s) for s in states]))
         return

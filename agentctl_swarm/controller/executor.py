@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from agentctl_swarm.controller.hooks import LifecycleHooks, NoHooks
+from agentctl_swarm.controller.lifecycle import LifecycleHooks, NoHooks
 from agentctl_swarm.controller.planner import Action, Kind, Plan
 from agentctl_swarm.fleet.render import ContainerSpec
 from agentctl_swarm.podman.backend import PodmanBackend

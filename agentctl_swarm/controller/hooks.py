@@ -1,64 +1,41 @@
-"""Points where other parts join a container's lifecycle (seeding, final sync).
+"""The real lifecycle hooks: seed workspaces on create, final sync before removal.
 
-The executor calls these around creates and removals. Keeping them behind a small
-protocol lets the controller be tested without the sync machinery, and lets the sync
-package own everything about git.
+Imported directly (never behind a try/except): if the sync machinery cannot load (e.g.
+``git`` missing), apply and delete must fail loudly rather than run without seeding or
+the final sync, which would lose work. The CLI runs ``preflight.check_tools`` before it
+imports this, so a missing git is reported with the fix.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from pathlib import Path
 
 from agentctl_swarm.fleet.model import Fleet
 from agentctl_swarm.fleet.render import ContainerSpec
-from agentctl_swarm.podman.backend import ObservedContainer, PodmanBackend
-
-
-class LifecycleHooks(Protocol):
-    def after_create(self, spec: ContainerSpec, backend: PodmanBackend) -> None:
-        """The container exists but has not started: deliver what it needs first."""
-
-    def before_remove(
-        self, observed: ObservedContainer, backend: PodmanBackend, *, force: bool
-    ) -> None:
-        """The container is about to go: save its work; raise to stop the removal."""
-
-
-class NoHooks:
-    """For fleets and tests that need neither seeding nor sync."""
-
-    def after_create(self, spec: ContainerSpec, backend: PodmanBackend) -> None:
-        return None
-
-    def before_remove(
-        self, observed: ObservedContainer, backend: PodmanBackend, *, force: bool
-    ) -> None:
-        return None
+from agentctl_swarm.podman.backend import PodmanBackend
+from agentctl_swarm.podman.types import ObservedContainer
+from agentctl_swarm.sync.hooks import final_sync, seed_container
 
 
 class WorkspaceHooks:
     """Seed workspaces on create and run a final sync before any removal."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, state_dir: Path, base_dir: Path | None = None) -> None:
         self.fleet = fleet
+        self.state_dir = state_dir
+        self.base_dir = base_dir
 
     def after_create(self, spec: ContainerSpec, backend: PodmanBackend) -> None:
-        from agentctl_swarm.sync.hooks import seed_container
-
-        seed_container(spec, backend)
+        seed_container(spec, backend, state_dir=self.state_dir)
 
     def before_remove(
         self, observed: ObservedContainer, backend: PodmanBackend, *, force: bool
     ) -> None:
-        from agentctl_swarm.sync.hooks import final_sync
-
-        final_sync(self.fleet, observed.name, observed.agent, backend, force=force)
-
-
-def hooks_for(fleet: Fleet) -> LifecycleHooks:
-    """Workspace hooks when the sync package is installed, else none."""
-    try:
-        import agentctl_swarm.sync.hooks  # noqa: F401
-    except ImportError:
-        return NoHooks()
-    return WorkspaceHooks(fleet)
+        final_sync(
+            self.fleet,
+            observed,
+            backend,
+            force=force,
+            state_dir=self.state_dir,
+            base_dir=self.base_dir,
+        )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from agentctl_swarm.fleet.render import ContainerSpec
-from agentctl_swarm.podman.backend import ObservedContainer
+from agentctl_swarm.podman.types import ObservedContainer
 
 
 class Kind(StrEnum):

@@ -8,13 +8,37 @@ reported at its place in the fleet file, and the apply stops before touching Pod
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from agentctl_swarm.core.errors import AgentctlError
 from agentctl_swarm.fleet.loader import FleetError, LoadedFleet, Loc, Problem, agent_field_sources
 from agentctl_swarm.fleet.model import SecretSpec
 from agentctl_swarm.fleet.render import ContainerSpec, secret_name
-from agentctl_swarm.podman.backend import PodmanBackend
+
+if TYPE_CHECKING:
+    from agentctl_swarm.podman.backend import PodmanBackend
+
+
+class MissingTool(AgentctlError):
+    """A program agentctl needs on the host is not installed."""
+
+
+def check_tools(path: str | None = None) -> None:
+    """git must be on PATH: without it no workspace is seeded and no final sync runs.
+
+    Called before anything that creates or removes containers (and before the sync
+    machinery, which needs git, is even imported), so a missing git stops the command
+    with the fix instead of silently skipping the sync that keeps work from being lost.
+    """
+    if shutil.which("git", path=path) is None:
+        raise MissingTool(
+            "git is not installed (or not on PATH); agentctl needs it to seed workspaces and "
+            "to bring agents' work out before any container is removed",
+            hint="install it (e.g. `apt-get install git`) and run the command again",
+        )
 
 
 def secret_values(

@@ -11,8 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from agentctl_swarm.core.errors import AgentctlError, UsageError
 from agentctl_swarm.fleet.render import STATE_DIR
-from agentctl_swarm.podman.backend import ObservedContainer, PodmanBackend
+from agentctl_swarm.podman.backend import PodmanBackend
+from agentctl_swarm.podman.types import ObservedContainer
 
 
 @dataclass(frozen=True)
@@ -45,12 +47,12 @@ class AgentStatus:
         }
 
 
-class AgentLookupError(Exception):
-    """An agent name that matches no container, or several (``exit_code`` says which)."""
+class AgentNotFound(AgentctlError):
+    """An agent name that matches no container (exit 1)."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+
+class AmbiguousAgent(UsageError):
+    """An agent name found in several fleets: the user must say which (exit 2)."""
 
 
 def find_container(backend: PodmanBackend, agent: str, fleet: str | None = None) -> str:
@@ -58,12 +60,12 @@ def find_container(backend: PodmanBackend, agent: str, fleet: str | None = None)
     matches = [o for o in backend.list_owned(fleet) if agent in {o.name, o.agent}]
     if not matches:
         where = f" in fleet {fleet!r}" if fleet else ""
-        raise AgentLookupError(f"no agent {agent!r}{where}; `agentctl get` lists them", 1)
+        raise AgentNotFound(f"no agent {agent!r}{where}", hint="`agentctl get` lists them")
     if len(matches) > 1:
         names = ", ".join(o.name for o in matches)
-        raise AgentLookupError(
-            f"{agent!r} is in several fleets ({names}); pass --fleet NAME or the container name",
-            2,
+        raise AmbiguousAgent(
+            f"{agent!r} is in several fleets ({names})",
+            hint="pass --fleet NAME or the container name",
         )
     return matches[0].name
 

@@ -1,10 +1,10 @@
-"""Load a fleet file and report every problem at once as ``FILE:LINE:COL: field: message``.
+"""Parse fleet YAML and report every problem at once as ``FILE:LINE:COL: field: message``.
 
 YAML is parsed with ruamel.yaml's round-trip loader because it remembers where each key
 and value stood; pydantic then validates, and each of its errors is mapped back to a
 line and column. Cross-field rules (duplicate roles, sensitive mounts) run afterwards on
-the validated model and are located the same way. Nothing here touches Podman, so a bad
-file is reported before anything changes.
+the validated model and are located the same way. Pure: the text comes in, a validated
+fleet or every problem goes out; reading the file is fleet/source.py's job.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 
+from agentctl_swarm.core.errors import UsageError
 from agentctl_swarm.fleet.model import AgentSpec, Defaults, Fleet, RepoSpec
 
 Loc = tuple[str | int, ...]
@@ -44,12 +45,25 @@ class Problem:
         )
 
 
-class FleetError(Exception):
-    """A fleet file that cannot be used; carries every problem found, in file order."""
+class FleetError(UsageError):
+    """A fleet file that cannot be used; carries every problem found, in file order.
+
+    The CLI prints each problem on its own line, then one summary line; nothing was
+    changed (exit 2).
+    """
 
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column, p.field))
         super().__init__("\n".join(str(p) for p in self.problems))
+
+    def details(self) -> list[str]:
+        return [str(p) for p in self.problems]
+
+    def one_line(self) -> str:
+        n = len(self.problems)
+        files = sorted({p.file for p in self.problems})
+        where = f" in {files[0]}" if len(files) == 1 else ""
+        return f"{n} problem{'s' if n != 1 else ''}{where}; nothing was changed"
 
 
 @dataclass(frozen=True)
@@ -66,20 +80,14 @@ class LoadedFleet:
         return Problem(str(self.path), line, col, _dotted(loc), message)
 
 
-def load_fleet(path: str | Path) -> LoadedFleet:
-    """Read and validate a fleet file; raise FleetError listing every problem."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FleetError([Problem(str(path), 1, 1, "", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FleetError([Problem(str(path), 1, 1, "", f"cannot read file: {exc}")]) from None
-    return load_fleet_text(text, str(path))
+def parse_fleet(
+    text: str, filename: str = "<fleet>", *, base_dir: Path | None = None
+) -> LoadedFleet:
+    """Validate fleet YAML given as text (``filename`` is used in messages).
 
-
-def load_fleet_text(text: str, filename: str = "<fleet>") -> LoadedFleet:
-    """Validate fleet YAML given as text (``filename`` is used in messages)."""
+    Relative ``repo.path``/``sync.into`` are resolved against ``base_dir`` (the fleet
+    file's directory, made absolute by the caller), or kept relative without one.
+    """
     tree = _parse_yaml(text, filename)
     if tree is None:
         raise FleetError([Problem(filename, 1, 1, "", "the file is empty; see `agentctl schema`")])
@@ -91,12 +99,13 @@ def load_fleet_text(text: str, filename: str = "<fleet>") -> LoadedFleet:
         fleet = Fleet.model_validate(_plain(tree))
     except ValidationError as exc:
         problems = [_from_pydantic(err, tree, filename) for err in exc.errors()]
-        raise FleetError(_dedupe(problems)) from None
+        raise FleetError(_dedupe(problems)) from exc
     problems = [_located(tree, filename, loc, msg) for loc, msg in semantic_problems(fleet)]
     if problems:
         raise FleetError(problems)
-    base = Path(filename).parent if not filename.startswith("<") else Path()
-    return LoadedFleet(fleet=resolve_paths(fleet, base), path=Path(filename), tree=tree)
+    if base_dir is not None:
+        fleet = resolve_paths(fleet, base_dir)
+    return LoadedFleet(fleet=fleet, path=Path(filename), tree=tree)
 
 
 def resolve_paths(fleet: Fleet, base: Path) -> Fleet:
@@ -105,7 +114,7 @@ def resolve_paths(fleet: Fleet, base: Path) -> Fleet:
     def fix(path: str | None) -> str | None:
         if path is None or path.startswith(("/", "~")) or "://" in path:
             return path
-        return str((base / path).absolute())
+        return str(base / path)
 
     def fix_repo(repo: RepoSpec | None) -> RepoSpec | None:
         return None if repo is None else repo.model_copy(update={"path": fix(repo.path)})
@@ -176,14 +185,14 @@ def _parse_yaml(text: str, filename: str) -> Any:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise FleetError(
             [Problem(filename, line, col, key, "duplicate key; keep only one")]
-        ) from None
+        ) from exc
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = exc.problem or exc.context or "invalid YAML"
-        raise FleetError([Problem(filename, line, col, "", f"YAML syntax error: {what}")]) from None
+        raise FleetError([Problem(filename, line, col, "", f"YAML syntax error: {what}")]) from exc
     except Exception as exc:  # ruamel raises a few unmarked errors (e.g. bad unicode)
-        raise FleetError([Problem(filename, 1, 1, "", f"cannot parse YAML: {exc}")]) from None
+        raise FleetError([Problem(filename, 1, 1, "", f"cannot parse YAML: {exc}")]) from exc
 
 
 def _plain(node: Any) -> Any:

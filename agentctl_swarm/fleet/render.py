@@ -110,11 +110,26 @@ def secret_name(fleet: str, name: str) -> str:
     return f"agentctl-{fleet}-{name.lower()}"
 
 
-def render_fleet(
-    fleet: Fleet, *, home: Path | None = None, server_url: str | None = None
-) -> list[ContainerSpec]:
-    """Every agent of the fleet, replicas expanded, in a stable order."""
-    home = home or Path.home()
+def role_of(agent: str) -> str | None:
+    """The role in an agent name ``swarm-<role>-NNN`` (None for other names)."""
+    head, _, index = agent.rpartition("-")
+    if not head.startswith("swarm-") or not index.isdigit():
+        return None
+    return head.removeprefix("swarm-") or None
+
+
+def repo_for(fleet: Fleet, agent: str) -> RepoSpec | None:
+    """The agent's resolved ``repo:``: its role's, else the defaults', else the fleet's."""
+    role = role_of(agent)
+    spec = next((a for a in fleet.agents if a.role == role), None)
+    return (spec.repo if spec else None) or fleet.defaults.repo or fleet.repo
+
+
+def render_fleet(fleet: Fleet, *, home: Path, server_url: str | None = None) -> list[ContainerSpec]:
+    """Every agent of the fleet, replicas expanded, in a stable order.
+
+    ``home`` expands ``~`` in host paths; the caller passes it (pure: no environment).
+    """
     specs: list[ContainerSpec] = []
     for agent in fleet.agents:
         for index in range(agent.replicas):

@@ -22,7 +22,7 @@ from typing import Any
 from podman import PodmanClient, api
 from podman.errors import APIError, NotFound
 
-from agentctl_swarm.config import settings
+from agentctl_swarm.core.errors import AgentctlError, UnavailableError
 from agentctl_swarm.fleet.render import (
     LABEL_AGENT,
     LABEL_FLEET,
@@ -31,44 +31,17 @@ from agentctl_swarm.fleet.render import (
     LABEL_SPEC_HASH,
     ContainerSpec,
 )
+from agentctl_swarm.podman.types import ExecResult, ObservedContainer
 
 
-class PodmanError(Exception):
+class PodmanError(AgentctlError):
     """A Podman operation failed; the message says which and why."""
 
 
-class PodmanUnavailable(PodmanError):
-    """The API socket cannot be reached."""
+class PodmanUnavailable(PodmanError, UnavailableError):
+    """The API socket cannot be reached (exit 3)."""
 
-
-@dataclass(frozen=True)
-class ObservedContainer:
-    """What Podman says about one container the project owns."""
-
-    id: str
-    name: str
-    fleet: str
-    agent: str
-    role: str
-    spec_hash: str
-    state: str
-    image: str
-    labels: dict[str, str]
-    created: datetime | None
-    started_at: datetime | None
-    exit_code: int | None = None
-    restarts: int | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.state == "running"
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    exit_code: int
-    stdout: bytes
-    stderr: bytes
+    exit_code = UnavailableError.exit_code
 
 
 @dataclass
@@ -89,10 +62,10 @@ class CallCounter:
 
 
 class PodmanBackend:
-    """Podman over its API socket (``AGENTCTL_PODMAN_URL``)."""
+    """Podman over its API socket (the URL comes from Settings.podman_url at the edge)."""
 
-    def __init__(self, url: str | None = None) -> None:
-        self.url = url or settings().podman_url
+    def __init__(self, url: str) -> None:
+        self.url = url
         self.calls = CallCounter()
         self._client: PodmanClient | None = None
         self._lock = threading.Lock()
@@ -134,6 +107,31 @@ class PodmanBackend:
             raise PodmanError(f"listing containers failed: {_short(exc)}") from None
         out = [_observed(c.attrs) for c in raw]
         return sorted((o for o in out if o.agent), key=lambda o: o.name)
+
+    def observe(self, name: str) -> ObservedContainer | None:
+        """One container by name, as the planner sees it (None when it does not exist)."""
+        attrs = self.inspect(name)
+        if attrs is None:
+            return None
+        state = attrs.get("State")
+        if isinstance(state, dict):  # inspect shape: State is an object, Config has labels
+            config = attrs.get("Config") or {}
+            flat = {
+                "Id": attrs.get("Id"),
+                "Names": [attrs.get("Name", name)],
+                "Labels": config.get("Labels") or {},
+                "State": state.get("Status", "unknown"),
+                "Image": config.get("Image", ""),
+                "Created": attrs.get("Created"),
+                "StartedAt": state.get("StartedAt"),
+                "Exited": state.get("Status") == "exited",
+                "ExitCode": state.get("ExitCode", 0),
+            }
+            observed = _observed(flat)
+            return ObservedContainer(
+                **{**observed.__dict__, "restarts": int(attrs.get("RestartCount") or 0)}
+            )
+        return _observed(attrs)
 
     def inspect(self, name: str) -> dict[str, Any] | None:
         try:
@@ -471,9 +469,17 @@ def _observed(attrs: dict[str, Any]) -> ObservedContainer:
         image=str(attrs.get("Image", "")),
         labels=dict(labels),
         created=_parse_time(attrs.get("Created")),
-        started_at=_parse_time(started) if started and started > 0 else None,
+        started_at=_started(started),
         exit_code=int(attrs.get("ExitCode", 0)) if exited else None,
     )
+
+
+def _started(value: Any) -> datetime | None:
+    """StartedAt: epoch seconds in a listing, ISO text in inspect; 0/year 1 = never."""
+    if isinstance(value, int | float):
+        return _parse_time(value) if value > 0 else None
+    parsed = _parse_time(value) if value else None
+    return parsed if parsed is not None and parsed.year > 1970 else None
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -13,30 +13,28 @@ One agent's sync (``sync_agent``):
    under a dated name; see ``refs.py``), then record the new tips in the state file.
 
 A crash between any two steps leaves the host repo consistent; the worst case is a
-bigger bundle next time. ``SyncDaemon`` runs that for every running agent of a fleet,
-isolating failures per agent, on an interval, until a stop event is set.
+bigger bundle next time. ``sync/daemon.py`` runs it for every running agent of a fleet.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from agentctl_swarm.core.files import LockBusy, file_lock
+from agentctl_swarm.core.logs import log_event
 from agentctl_swarm.podman.backend import PodmanBackend, PodmanError
 from agentctl_swarm.podman.transfer import exec_stream
 from agentctl_swarm.sync.errors import SyncError
 from agentctl_swarm.sync.hostrepo import HostRepo
-from agentctl_swarm.sync.refs import SHA_RE, RefUpdate, host_branch_refs
-from agentctl_swarm.sync.state import AgentSyncState, StateStore
+from agentctl_swarm.sync.refs import SHA_RE, host_branch_refs
+from agentctl_swarm.sync.state import AgentSyncState, SyncStateStore
+from agentctl_swarm.sync.types import SyncLimits, SyncResult, SyncTarget
 
 log = logging.getLogger("agentctl.sync")
 
@@ -48,47 +46,6 @@ _repo_locks: dict[str, threading.Lock] = {}
 _repo_locks_guard = threading.Lock()
 
 
-def event(name: str, **fields: object) -> None:
-    """One structured log line: a JSON object with the event name and its fields."""
-    log.info(json.dumps({"event": name, **fields}, default=str, sort_keys=True))
-
-
-@dataclass(frozen=True)
-class SyncLimits:
-    """Caps that keep one misbehaving agent from hurting the host or the other agents."""
-
-    max_bundle_bytes: int = 512 * 1024**2
-    max_file_bytes: int = 50 * 1024**2  # untracked files above this stay out of wip
-    timeout: float = 120.0
-    exec_user: str = "1000:1000"
-
-
-@dataclass(frozen=True)
-class SyncTarget:
-    """One agent to sync: where its container is and which host repo its work lands in."""
-
-    fleet: str
-    agent: str
-    container: str
-    into: Path
-    push_remote: str | None = None
-
-
-@dataclass
-class SyncResult:
-    """What one agent's sync did."""
-
-    agent: str
-    ok: bool
-    commits: int = 0
-    bytes: int = 0
-    updates: list[RefUpdate] = field(default_factory=list)
-    rejected: dict[str, str] = field(default_factory=dict)
-    error: str | None = None
-    duration: float = 0.0
-    phases: dict[str, float] = field(default_factory=dict)  # seconds per step (for logs)
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -96,33 +53,6 @@ def _now() -> str:
 def _repo_lock(path: Path) -> threading.Lock:
     with _repo_locks_guard:
         return _repo_locks.setdefault(str(path.resolve()), threading.Lock())
-
-
-class _AgentLock:
-    """An exclusive per-agent file lock, so two daemons never sync one agent at once.
-
-    ``flock`` dies with its process, so a killed daemon never leaves a stale lock.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd: int | None = None
-
-    def __enter__(self) -> _AgentLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise SyncError(f"another sync of this agent is running (lock {self.path})") from None
-        self.fd = fd
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
 
 
 def export_argv(known: list[str], known_wip: str | None, limits: SyncLimits) -> list[str]:
@@ -201,7 +131,7 @@ def parse_manifest(head: bytes, container: str, stderr: bytes = b"") -> dict:
 def sync_agent(
     backend: PodmanBackend,
     target: SyncTarget,
-    store: StateStore,
+    store: SyncStateStore,
     limits: SyncLimits | None = None,
 ) -> SyncResult:
     """Sync one agent; never raises for the agent's own failures (they go in the result)."""
@@ -210,7 +140,12 @@ def sync_agent(
     deadline = started + limits.timeout
     result = SyncResult(agent=target.agent, ok=False)
     try:
-        with _AgentLock(store.lock_path(target.fleet, target.agent)):
+        with file_lock(
+            store.lock_path(target.fleet, target.agent),
+            timeout=0,
+            what=f"the sync of {target.agent}",
+            mode=0o600,
+        ):
             state = store.load(target.fleet, target.agent)
             state.container, state.into = target.container, str(target.into)
             state.last_attempt = _now()
@@ -224,18 +159,16 @@ def sync_agent(
             result.duration = time.monotonic() - started
             state.last_duration = round(result.duration, 3)
             store.save(state)
-    except SyncError as exc:  # lock held elsewhere
-        result.error = str(exc)
+    except LockBusy as exc:  # another daemon is syncing this agent right now
+        result.error = f"another sync of this agent is running ({exc})"
     if result.ok:
-        event(
-            "sync.ok", agent=target.agent, commits=result.commits, bytes=result.bytes,
+        log_event(
+            log, "sync.ok", agent=target.agent, commits=result.commits, bytes=result.bytes,
             refs=[u.ref for u in result.updates], seconds=round(result.duration, 3),
             phases=result.phases,
         )  # fmt: skip
     else:
-        log.warning(
-            json.dumps({"event": "sync.error", "agent": target.agent, "error": result.error})
-        )
+        log_event(log, "sync.error", level=logging.WARNING, agent=target.agent, error=result.error)
     return result
 
 
@@ -314,73 +247,13 @@ def _sync_locked(
     state.last_commits, state.last_bytes = result.commits, result.bytes
     state.last_sync = _now()
     if plan.rejected:
-        event("sync.rejected", agent=target.agent, branches=plan.rejected)
+        log_event(log, "sync.rejected", agent=target.agent, branches=plan.rejected)
     if target.push_remote and plan.updates:
         try:
             host.push(target.push_remote, target.agent, _remaining(deadline, "the push"))
             state.last_push_error = None
         except SyncError as exc:
             state.last_push_error = str(exc)
-            log.warning(
-                json.dumps({"event": "sync.push_error", "agent": target.agent, "error": str(exc)})
+            log_event(
+                log, "sync.push_error", level=logging.WARNING, agent=target.agent, error=str(exc)
             )
-
-
-class SyncDaemon:
-    """Sync every running agent of a fleet, on an interval, until told to stop.
-
-    Usable as ``agentctl sync`` in the foreground or from a thread in the controller:
-    ``SyncDaemon(fleet, backend).run(stop_event)``.
-    """
-
-    def __init__(
-        self,
-        fleet: object,
-        backend: PodmanBackend,
-        *,
-        state_dir: Path | None = None,
-        base_dir: Path | None = None,
-        interval: float | None = None,
-        limits: SyncLimits | None = None,
-        targets: Callable[[], list[SyncTarget]] | None = None,
-    ) -> None:
-        from agentctl_swarm.sync.targets import fleet_targets, limits_for
-
-        self.fleet = getattr(fleet, "fleet", fleet)
-        self.backend = backend
-        if state_dir is None:
-            from agentctl_swarm.config import settings
-
-            state_dir = settings().state_dir
-        self.state_dir = Path(state_dir)
-        self.store = StateStore(self.state_dir)
-        self.base_dir = base_dir
-        self.interval = interval if interval is not None else float(self.fleet.sync.interval)
-        self.limits = limits or limits_for(self.fleet)
-        self._targets = targets or (
-            lambda: fleet_targets(self.fleet, backend, self.state_dir, base_dir)
-        )
-
-    def run_once(self) -> list[SyncResult]:
-        """One pass over every running agent; one agent's failure never stops the others."""
-        results = []
-        try:
-            targets = self._targets()
-        except (PodmanError, SyncError) as exc:
-            log.warning(json.dumps({"event": "sync.discover_error", "error": str(exc)}))
-            return []
-        for target in targets:
-            try:
-                results.append(sync_agent(self.backend, target, self.store, self.limits))
-            except Exception as exc:  # a bug for one agent must not stop the daemon
-                log.exception("sync of %s crashed", target.agent)
-                results.append(SyncResult(agent=target.agent, ok=False, error=repr(exc)))
-        return results
-
-    def run(self, stop: threading.Event) -> None:
-        """Loop until ``stop`` is set (checked between passes and during the wait)."""
-        event("sync.start", fleet=self.fleet.name, interval=self.interval)
-        while not stop.is_set():
-            self.run_once()
-            stop.wait(self.interval)
-        event("sync.stop", fleet=self.fleet.name)

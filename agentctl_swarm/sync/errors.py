@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from agentctl_swarm.core.errors import AgentctlError
 
-class SyncError(Exception):
+
+class SyncError(AgentctlError):
     """A sync (or seed) step failed; the message says where and what to do about it."""

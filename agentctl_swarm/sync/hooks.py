@@ -7,66 +7,46 @@ removal) when the agent's latest work could not be brought out, unless forced.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
+from agentctl_swarm.core.logs import log_event
+from agentctl_swarm.fleet.model import Fleet
+from agentctl_swarm.fleet.render import ContainerSpec
 from agentctl_swarm.podman.backend import PodmanBackend
+from agentctl_swarm.podman.types import ObservedContainer
 from agentctl_swarm.sync.engine import sync_agent
 from agentctl_swarm.sync.errors import SyncError
 from agentctl_swarm.sync.seed import build_seed, seed_tar
-from agentctl_swarm.sync.state import StateStore
+from agentctl_swarm.sync.state import SyncStateStore
 from agentctl_swarm.sync.targets import limits_for, target_for
 
 log = logging.getLogger("agentctl.sync")
 
 
-def _state_dir(state_dir: Path | None) -> Path:
-    if state_dir is not None:
-        return Path(state_dir)
-    from agentctl_swarm.config import settings
-
-    return settings().state_dir
-
-
-def seed_container(spec: object, backend: PodmanBackend, *, state_dir: Path | None = None) -> None:
-    """Deliver ``/state/seed/`` into the created (not started) container for ``spec``.
-
-    ``spec`` is a rendered ContainerSpec (``.name``, ``.agent``, ``.fleet``, ``.repo``).
-    """
-    root = _state_dir(state_dir)
-    name, agent, fleet = spec.name, spec.agent, spec.fleet  # type: ignore[attr-defined]
-    seed = build_seed(agent, getattr(spec, "repo", None), root)
+def seed_container(spec: ContainerSpec, backend: PodmanBackend, *, state_dir: Path) -> None:
+    """Deliver ``/state/seed/`` into the created (not started) container for ``spec``."""
+    seed = build_seed(spec.agent, spec.repo, state_dir)
     if seed.bundle is not None or seed.files:
         # Without a repo there is nothing to deliver: `prepare` makes a fresh repository
         # on swarm/<agent>/work from the container's own AGENTCTL_AGENT (saves a copy
         # into the container per create).
-        backend.put_archive(name, "/state", seed_tar(seed))
-    store = StateStore(root)
-    state = store.load(fleet, agent)
-    state.container = name
+        backend.put_archive(spec.name, "/state", seed_tar(seed))
+    store = SyncStateStore(state_dir)
+    state = store.load(spec.fleet, spec.agent)
+    state.container = spec.name
     state.seed_commit = seed.commit
     store.save(state)
-    log.info(
-        json.dumps(
-            {
-                "event": "seed.ok",
-                "agent": agent,
-                "commit": seed.commit,
-                "bytes": len(seed.bundle or b""),
-            }
-        )
-    )
+    log_event(log, "seed.ok", agent=spec.agent, commit=seed.commit, bytes=len(seed.bundle or b""))
 
 
 def final_sync(
-    fleet: object,
-    container_name: str,
-    agent: str,
+    fleet: Fleet,
+    observed: ObservedContainer,
     backend: PodmanBackend,
-    force: bool,
     *,
-    state_dir: Path | None = None,
+    force: bool,
+    state_dir: Path,
     base_dir: Path | None = None,
 ) -> None:
     """Sync once more before the container goes; SyncError stops the removal unless forced.
@@ -74,39 +54,33 @@ def final_sync(
     A container that is not running cannot be asked for a bundle; its work stays in its
     workspace volume (volumes are kept unless the user deletes them), so that is no error.
     """
-    fleet_obj = getattr(fleet, "fleet", fleet)
-    attrs = backend.inspect(container_name)
-    if attrs is None:
+    current = backend.observe(observed.name)
+    if current is None:
         return
-    running = (
-        (attrs.get("State") or {}).get("Running")
-        if isinstance(attrs.get("State"), dict)
-        else attrs.get("State") == "running"
-    )
-    if not running:
-        log.info(
-            json.dumps(
-                {
-                    "event": "sync.final_skipped",
-                    "agent": agent,
-                    "reason": "container not running; work stays in its volume",
-                }
-            )
+    if not current.running:
+        log_event(
+            log,
+            "sync.final_skipped",
+            agent=observed.agent,
+            reason="container not running; work stays in its volume",
         )
         return
-    root = _state_dir(state_dir)
-    target = target_for(fleet_obj, agent, container_name, root, base_dir)  # type: ignore[arg-type]
-    result = sync_agent(backend, target, StateStore(root), limits_for(fleet_obj))  # type: ignore[arg-type]
+    target = target_for(fleet, observed.agent, observed.name, state_dir, base_dir)
+    result = sync_agent(backend, target, SyncStateStore(state_dir), limits_for(fleet))
     if result.ok:
         return
-    message = (
-        f"final sync of {agent} ({container_name}) failed: {result.error}. The container was "
-        "kept so no work is lost; fix the cause and retry, or pass --force to remove it anyway "
-        "(work since the last successful sync stays only in its workspace volume)"
-    )
     if force:
-        log.warning(
-            json.dumps({"event": "sync.final_forced", "agent": agent, "error": result.error})
+        log_event(
+            log,
+            "sync.final_forced",
+            level=logging.WARNING,
+            agent=observed.agent,
+            error=result.error,
         )
         return
-    raise SyncError(message)
+    raise SyncError(
+        f"final sync of {observed.agent} ({observed.name}) failed: {result.error}",
+        hint="the container was kept so no work is lost; fix the cause and retry, or pass "
+        "--force to remove it anyway (work since the last successful sync stays only in its "
+        "workspace volume)",
+    )

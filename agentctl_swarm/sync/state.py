@@ -10,11 +10,10 @@ bigger bundle, never lost work.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from agentctl_swarm.core.files import atomic_write
 from agentctl_swarm.sync.refs import check_agent
 
 
@@ -51,7 +50,7 @@ class AgentSyncState:
         return sorted(out)
 
 
-class StateStore:
+class SyncStateStore:
     """Reads and atomically writes ``AgentSyncState`` files for one state dir."""
 
     def __init__(self, state_dir: Path) -> None:
@@ -77,18 +76,8 @@ class StateStore:
         return AgentSyncState(**data)
 
     def save(self, state: AgentSyncState) -> None:
-        path = self.path(state.fleet, state.agent)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(asdict(state), fh, indent=2, sort_keys=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        data = json.dumps(asdict(state), indent=2, sort_keys=True)
+        atomic_write(self.path(state.fleet, state.agent), data, mode=0o600)
 
     def list(self, fleet: str) -> list[AgentSyncState]:
         folder = self.root / check_agent(fleet)

@@ -12,8 +12,9 @@ import hashlib
 from pathlib import Path
 
 from agentctl_swarm.fleet.model import Fleet, RepoSpec
+from agentctl_swarm.fleet.render import repo_for
 from agentctl_swarm.podman.backend import PodmanBackend
-from agentctl_swarm.sync.engine import SyncLimits, SyncTarget
+from agentctl_swarm.sync.types import SyncLimits, SyncTarget
 
 
 def _resolve(path: str, base_dir: Path | None) -> Path:
@@ -32,19 +33,6 @@ def url_cache_path(state_dir: Path, url: str) -> Path:
 def fleet_repo_path(fleet: Fleet, state_dir: Path) -> Path:
     """The bare repo created for a fleet that names no repo at all."""
     return Path(state_dir) / "repos" / f"{fleet.name}.git"
-
-
-def repo_for_agent(fleet: Fleet, agent: str) -> RepoSpec | None:
-    """The agent's resolved ``repo:`` (agent, then defaults, then the fleet's)."""
-    try:
-        from agentctl_swarm.fleet.render import render_fleet
-
-        for spec in render_fleet(fleet):
-            if spec.agent == agent:
-                return spec.repo
-    except Exception:  # rendering needs things (secrets, home) a sync does not
-        pass
-    return fleet.defaults.repo or fleet.repo
 
 
 def into_for(
@@ -73,7 +61,7 @@ def target_for(
     state_dir: Path,
     base_dir: Path | None = None,
 ) -> SyncTarget:
-    repo = repo_for_agent(fleet, agent)
+    repo = repo_for(fleet, agent)
     return SyncTarget(
         fleet=fleet.name,
         agent=agent,

@@ -26,10 +26,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from agentctl_swarm.config import settings  # noqa: E402
+from agentctl_swarm.config import Settings, load_settings  # noqa: E402
 from agentctl_swarm.controller.apply import apply_fleet  # noqa: E402
-from agentctl_swarm.fleet.loader import load_fleet  # noqa: E402
 from agentctl_swarm.fleet.render import ContainerSpec, render_fleet  # noqa: E402
+from agentctl_swarm.fleet.source import read_fleet  # noqa: E402
 from agentctl_swarm.podman.backend import PodmanBackend  # noqa: E402
 
 FLEET = """\
@@ -103,12 +103,12 @@ def main() -> int:
     fleet_name, base_prefix = f"{tag}f", f"{tag}raw"
     work = Path(tempfile.mkdtemp(prefix="bench-apply-"))
     os.environ["AGENTCTL_STATE_DIR"] = str(work / "state")
-    settings.cache_clear()
+    settings = load_settings(Settings)
     fleet_file = work / "fleet.yaml"
     fleet_file.write_text(FLEET.format(name=fleet_name, n=args.agents))
-    loaded = load_fleet(fleet_file)
-    specs = render_fleet(loaded.fleet)
-    backend = PodmanBackend()
+    loaded = read_fleet(fleet_file)
+    specs = render_fleet(loaded.fleet, home=Path.home())
+    backend = PodmanBackend(settings.podman_url)
     backend.ping()
     results: dict[str, float | int | str] = {"agents": args.agents, "concurrency": args.concurrency}
     try:
@@ -149,7 +149,7 @@ def main() -> int:
         # 3. no-op re-apply, in-process, counting API calls
         backend.calls.count, backend.calls.by_path = 0, {}
         start = time.perf_counter()
-        result = apply_fleet(loaded, backend)
+        result = apply_fleet(loaded, backend, settings)
         results["noop_reapply_s"] = round(time.perf_counter() - start, 4)
         results["noop_api_calls"] = backend.calls.count
         results["noop_api_calls_by_path"] = json.dumps(backend.calls.by_path)

@@ -29,12 +29,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentctl_swarm.config import Settings, load_settings
 from agentctl_swarm.fleet.model import RepoSpec
 from agentctl_swarm.fleet.render import LABEL_AGENT, LABEL_FLEET, LABEL_KIND, LABEL_ROLE
 from agentctl_swarm.podman.backend import PodmanBackend
-from agentctl_swarm.sync.engine import _SCRIPT, SyncLimits, SyncTarget, sync_agent
+from agentctl_swarm.sync.engine import _SCRIPT, sync_agent
 from agentctl_swarm.sync.hooks import seed_container
-from agentctl_swarm.sync.state import StateStore
+from agentctl_swarm.sync.state import SyncStateStore
+from agentctl_swarm.sync.types import SyncLimits, SyncTarget
 
 IMAGE = "localhost/agentctl-base:bookworm"
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "sync.json"
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size-mb", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=9)
     args = ap.parse_args(argv)
-    backend = PodmanBackend()
+    backend = PodmanBackend(load_settings(Settings).podman_url)
     backend.ping()
     fleet = f"bench{secrets.token_hex(3)}"
     agent = "swarm-bench-000"
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                                 user="1000:1000", env={"HOME": "/tmp"})  # fmt: skip
             assert prep.exit_code == 0, prep.stderr.decode()
             target = SyncTarget(fleet, agent, name, repo)
-            store, limits = StateStore(state_dir), SyncLimits()
+            store, limits = SyncStateStore(state_dir), SyncLimits()
             first = sync_agent(backend, target, store, limits)
             assert first.ok, first.error
             times, sizes = [], []

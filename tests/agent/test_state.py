@@ -8,20 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from agentctl_swarm.agent.backoff import BackoffState, ExitKind, classify_exit
 from agentctl_swarm.agent.state import (
     MAX_RECENT_EXITS,
     ExitRecord,
-    StateStore,
     Status,
     SupervisorState,
+    SupervisorStateStore,
 )
+from agentctl_swarm.core.backoff import ExitKind, RestartState, classify_exit
 
 NASTY = "say \"hi\"\nthen {braces}, $HOME, `ticks`, \\backslash, 'single', \u00e9\u2603 \x00end"
 
 
 def test_round_trip_keeps_quotes_newlines_and_unicode(tmp_path: Path) -> None:
-    store = StateStore(tmp_path)
+    store = SupervisorStateStore(tmp_path)
     cmd = ["sh", "-c", "echo \"a\nb\" > '/tmp/x'"]
     state = SupervisorState(agent_name="swarm-builder-000", mission=NASTY, command=cmd)
     store.save(state)
@@ -35,7 +35,7 @@ def test_round_trip_keeps_quotes_newlines_and_unicode(tmp_path: Path) -> None:
 
 
 def test_save_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
-    store = StateStore(tmp_path)
+    store = SupervisorStateStore(tmp_path)
     for i in range(5):
         store.save(SupervisorState(restarts=i, status=Status.RUNNING))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
@@ -43,20 +43,20 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
 
 
 def test_save_refreshes_updated_at(tmp_path: Path) -> None:
-    store = StateStore(tmp_path)
+    store = SupervisorStateStore(tmp_path)
     first = store.save(SupervisorState())
     second = store.save(first)
     assert second.updated_at >= first.updated_at
 
 
 def test_save_creates_the_state_dir(tmp_path: Path) -> None:
-    store = StateStore(tmp_path / "a" / "b")
+    store = SupervisorStateStore(tmp_path / "a" / "b")
     store.save(SupervisorState())
     assert (tmp_path / "a" / "b" / "state.json").is_file()
 
 
 def test_missing_file_means_fresh_start(tmp_path: Path) -> None:
-    assert StateStore(tmp_path).load() is None
+    assert SupervisorStateStore(tmp_path).load() is None
 
 
 @pytest.mark.parametrize(
@@ -77,7 +77,7 @@ def test_corrupt_file_is_set_aside_and_logged(
 ) -> None:
     (tmp_path / "state.json").write_bytes(content)
     with caplog.at_level(logging.WARNING, logger="agentctl.supervisor"):
-        assert StateStore(tmp_path).load() is None
+        assert SupervisorStateStore(tmp_path).load() is None
     assert "corrupt" in caplog.text
     assert (tmp_path / "state.json.corrupt").read_bytes() == content
     assert not (tmp_path / "state.json").exists()
@@ -88,7 +88,7 @@ def test_unreadable_file_is_logged_not_raised(
 ) -> None:
     (tmp_path / "state.json").mkdir()  # reading a directory fails with an OSError
     with caplog.at_level(logging.WARNING, logger="agentctl.supervisor"):
-        assert StateStore(tmp_path).load() is None
+        assert SupervisorStateStore(tmp_path).load() is None
     assert "cannot read" in caplog.text
 
 
@@ -107,17 +107,17 @@ def test_unknown_keys_are_ignored_and_original_field_names_accepted(tmp_path: Pa
         "some_future_field": {"x": 1},
     }
     (tmp_path / "state.json").write_text(json.dumps(original))
-    state = StateStore(tmp_path).load()
+    state = SupervisorStateStore(tmp_path).load()
     assert state is not None
     assert (state.restarts, state.backoff_seconds, state.status) == (7, 40, Status.CRASHED)
 
 
 def test_backoff_state_round_trip() -> None:
-    state = SupervisorState().with_backoff(BackoffState(backoff=16, crash_times=(1.5, 2.5)))
+    state = SupervisorState().with_backoff(RestartState(backoff=16, crash_times=(1.5, 2.5)))
     assert state.backoff_seconds == 16
     assert state.recent_crash_times == [1.5, 2.5]
-    assert state.backoff_state(1.0) == BackoffState(backoff=16, crash_times=(1.5, 2.5))
-    assert SupervisorState().backoff_state(3.0) == BackoffState(backoff=3.0)
+    assert state.backoff_state(1.0) == RestartState(backoff=16, crash_times=(1.5, 2.5))
+    assert SupervisorState().backoff_state(3.0) == RestartState(backoff=3.0)
 
 
 def test_exit_history_is_bounded() -> None:
@@ -137,7 +137,7 @@ def test_exit_record_from_signal() -> None:
 
 
 def test_written_file_is_readable_by_plain_json_tools(tmp_path: Path) -> None:
-    store = StateStore(tmp_path)
+    store = SupervisorStateStore(tmp_path)
     store.save(SupervisorState(status=Status.FATAL, last_error='bad "thing"\n'))
     text = (tmp_path / "state.json").read_text()
     assert text.endswith("\n")

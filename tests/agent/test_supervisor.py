@@ -7,6 +7,7 @@ never on wall-clock measurements.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import signal
@@ -279,8 +280,19 @@ def test_heartbeat_is_touched_periodically(sup: Sup) -> None:
     assert sup.wait_exit() == 0
 
 
-def test_child_output_goes_to_stdout_with_timestamps(sup: Sup) -> None:
+def test_child_output_goes_to_stdout_as_json_lines_with_timestamps(sup: Sup) -> None:
+    """Not on a terminal (podman logs), every line is one JSON record, child lines too."""
     assert sup.run(sup.child("exit", "0"), "--on-clean-exit", "stop") == 0
+    records = [json.loads(line) for line in sup.output().splitlines()]
+    child = [r for r in records if r.get("source", "").startswith("child[")]
+    assert [r["message"] for r in child] == ["hello from exit"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", child[0]["time"])
+    assert {r["component"] for r in records} == {"supervisor"}
+
+
+def test_readable_lines_when_asked(sup: Sup) -> None:
+    env = {"AGENTCTL_LOG_FORMAT": "text"}
+    assert sup.run(sup.child("exit", "0"), "--on-clean-exit", "stop", env=env) == 0
     line = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z child\[\d+\]: hello from exit$"
     assert re.search(line, sup.output(), re.M)
 
@@ -465,7 +477,12 @@ def test_state_write_failures_do_not_stop_the_agent(sup: Sup) -> None:
     sup.wait_for("heartbeat warning", lambda: "cannot touch" in sup.output())
     sup.signal()
     assert sup.wait_exit() == 0
-    assert sup.output().count("WARNING: cannot write") == 1  # logged once, not per write
+    warnings = [
+        r["message"]
+        for r in map(json.loads, sup.output().splitlines())
+        if r["level"] == "WARNING" and r["message"].startswith("cannot write")
+    ]
+    assert len(warnings) == 1  # logged once, not per write
 
 
 def test_stable_run_resets_the_backoff_while_running(sup: Sup) -> None:

@@ -26,6 +26,7 @@ from agentctl_swarm.fleet.render import (
     Mount,
 )
 from agentctl_swarm.podman.backend import PodmanBackend, PodmanError
+from tests.conftest import SETTINGS
 
 pytestmark = pytest.mark.podman
 
@@ -36,7 +37,7 @@ WAIT_LIMIT = 90.0
 
 @pytest.fixture(scope="module")
 def backend() -> Iterator[PodmanBackend]:
-    be = PodmanBackend()
+    be = PodmanBackend(SETTINGS.podman_url)
     try:
         be.ping()
     except PodmanError as exc:

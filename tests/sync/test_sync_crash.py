@@ -82,5 +82,5 @@ def test_sigterm_stops_the_daemon_cleanly(make_agent, host_repo: Path, tmp_path:
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-    events = [json.loads(line)["log"]["event"] for line in log.read_text().splitlines()]
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
     assert events[0] == "sync.start" and "sync.ok" in events and events[-1] == "sync.stop"

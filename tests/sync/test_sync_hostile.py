@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from agentctl_swarm.fleet.loader import load_fleet
 from agentctl_swarm.fleet.model import RepoSpec
-from agentctl_swarm.sync.engine import SyncDaemon, SyncLimits, SyncTarget, sync_agent
+from agentctl_swarm.fleet.source import read_fleet
+from agentctl_swarm.sync.daemon import SyncDaemon
+from agentctl_swarm.sync.engine import sync_agent
 from agentctl_swarm.sync.errors import SyncError
 from agentctl_swarm.sync.hooks import final_sync
 from agentctl_swarm.sync.hostrepo import HostRepo
-from agentctl_swarm.sync.state import StateStore
+from agentctl_swarm.sync.state import SyncStateStore
+from agentctl_swarm.sync.types import SyncLimits, SyncTarget
 
 from .conftest import git, write_fleet
 
@@ -26,7 +28,7 @@ AGENTCTL = str(Path(sys.executable).parent / "agentctl")
 
 def _sync(agent, into: Path, state_dir: Path, **limits):
     target = SyncTarget(agent.spec.fleet, agent.spec.agent, agent.name, into)
-    return sync_agent(agent.backend, target, StateStore(state_dir), SyncLimits(**limits))
+    return sync_agent(agent.backend, target, SyncStateStore(state_dir), SyncLimits(**limits))
 
 
 def test_hooks_symlinks_and_huge_files_do_no_harm(make_agent, host_repo: Path, tmp_path) -> None:
@@ -55,7 +57,7 @@ def test_hooks_symlinks_and_huge_files_do_no_harm(make_agent, host_repo: Path, t
     assert not (host_repo / "shadow-link").exists() and not (host_repo / ".githooks").exists()
     # The untracked file over the per-file cap stayed out of the snapshot, and was reported.
     assert "big.bin" not in git(host_repo, "ls-tree", "--name-only", wip)
-    state = StateStore(make_agent.state_dir).load(agent.spec.fleet, a)
+    state = SyncStateStore(make_agent.state_dir).load(agent.spec.fleet, a)
     assert state.skipped_files == ["big.bin"]
     # Committing the huge file makes the bundle exceed the cap: refused, host refs unmoved.
     before = git(host_repo, "rev-parse", work)
@@ -63,7 +65,7 @@ def test_hooks_symlinks_and_huge_files_do_no_harm(make_agent, host_repo: Path, t
     result = _sync(agent, host_repo, make_agent.state_dir, max_bundle_bytes=1_000_000)
     assert not result.ok and "cap" in (result.error or "")
     assert git(host_repo, "rev-parse", work) == before
-    state = StateStore(make_agent.state_dir).load(agent.spec.fleet, a)
+    state = SyncStateStore(make_agent.state_dir).load(agent.spec.fleet, a)
     assert "cap" in (state.last_error or "")
     code, out = HostRepo(host_repo).fsck()
     assert code == 0, out
@@ -94,7 +96,7 @@ def test_one_broken_agent_never_stops_the_others(make_agent, host_repo: Path, tm
     bad.sh("rm -rf .git")
     into = tmp_path / "into.git"
     fleet_file = write_fleet(tmp_path / "fleet.yaml", good.spec.fleet, host_repo, into, 2)
-    daemon = SyncDaemon(load_fleet(fleet_file), good.backend, state_dir=make_agent.state_dir)
+    daemon = SyncDaemon(read_fleet(fleet_file).fleet, good.backend, state_dir=make_agent.state_dir)
     results = {r.agent: r for r in daemon.run_once()}
     assert results[good.spec.agent].ok
     assert not results[bad.spec.agent].ok
@@ -122,17 +124,26 @@ def test_one_broken_agent_never_stops_the_others(make_agent, host_repo: Path, tm
 def test_final_sync_lands_work_or_stops_the_removal(make_agent, host_repo: Path, tmp_path) -> None:
     agent = make_agent(repo=RepoSpec(path=str(host_repo)))
     a = agent.spec.agent
-    fleet = load_fleet(write_fleet(tmp_path / "fleet.yaml", agent.spec.fleet, host_repo, host_repo))
+    fleet_file = write_fleet(tmp_path / "fleet.yaml", agent.spec.fleet, host_repo, host_repo)
+    fleet = read_fleet(fleet_file).fleet
+    observed = agent.backend.observe(agent.name)
+    assert observed is not None and observed.agent == a
+    state_dir = make_agent.state_dir
+
+    def final(force: bool) -> None:
+        final_sync(fleet, observed, agent.backend, force=force, state_dir=state_dir)
+
     agent.sh("echo last > last.txt")  # uncommitted, about to be deleted
-    final_sync(fleet, agent.name, a, agent.backend, False, state_dir=make_agent.state_dir)
+    final(False)
     assert git(host_repo, "show", f"swarm/{a}/wip:last.txt") == "last"
     agent.sh("rm -rf .git")
-    with pytest.raises(SyncError, match=r"final sync of .* failed.*--force"):
-        final_sync(fleet, agent.name, a, agent.backend, False, state_dir=make_agent.state_dir)
-    final_sync(fleet, agent.name, a, agent.backend, True, state_dir=make_agent.state_dir)
+    with pytest.raises(SyncError) as info:
+        final(False)
+    assert "final sync of" in str(info.value) and "--force" in info.value.one_line()
+    final(True)
     # A stopped container cannot be asked; its volume keeps the work, so no error.
     agent.backend.stop(agent.name, timeout=1)
-    final_sync(fleet, agent.name, a, agent.backend, False, state_dir=make_agent.state_dir)
+    final(False)
 
 
 def test_a_hanging_agent_is_reported_not_waited_for(make_agent, host_repo: Path) -> None:
@@ -144,5 +155,5 @@ def test_a_hanging_agent_is_reported_not_waited_for(make_agent, host_repo: Path)
     )
     result = _sync(agent, host_repo, make_agent.state_dir, timeout=3)
     assert not result.ok and "did not finish within 3.0s" in (result.error or "")
-    state = StateStore(make_agent.state_dir).load(agent.spec.fleet, agent.spec.agent)
+    state = SyncStateStore(make_agent.state_dir).load(agent.spec.fleet, agent.spec.agent)
     assert "did not finish" in (state.last_error or "")

@@ -15,7 +15,7 @@ from agentctl_swarm.sync.errors import SyncError
 from agentctl_swarm.sync.hostrepo import HostRepo, open_or_init
 from agentctl_swarm.sync.refs import RefUpdate
 from agentctl_swarm.sync.seed import build_seed, seed_tar
-from agentctl_swarm.sync.state import AgentSyncState, StateStore
+from agentctl_swarm.sync.state import AgentSyncState, SyncStateStore
 
 from .conftest import git
 
@@ -220,7 +220,7 @@ def test_open_or_init(tmp_path: Path) -> None:
 
 
 def test_state_store_is_atomic_and_survives_corruption(tmp_path: Path) -> None:
-    store = StateStore(tmp_path)
+    store = SyncStateStore(tmp_path)
     state = AgentSyncState(fleet="f", agent=AG, tips={"work": "a" * 40}, syncs=3)
     store.save(state)
     assert store.load("f", AG) == state
@@ -279,7 +279,7 @@ def test_status_lists_every_synced_agent(tmp_path: Path) -> None:
     from .conftest import write_fleet
 
     fleet_file = write_fleet(tmp_path / "fleet.yaml", "demo", None, tmp_path / "into.git")
-    store = StateStore(tmp_path / "st")
+    store = SyncStateStore(tmp_path / "st")
     store.save(AgentSyncState(fleet="demo", agent=AG, syncs=2, commits_total=5, bytes_total=99,
                               last_sync="2026-01-01T00:00:00+00:00"))  # fmt: skip
     store.save(AgentSyncState(fleet="demo", agent="swarm-builder-001", last_error="boom"))

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from agentctl_swarm.fleet.model import RepoSpec
-from agentctl_swarm.sync.engine import SyncLimits, SyncTarget, sync_agent
+from agentctl_swarm.sync.engine import sync_agent
 from agentctl_swarm.sync.hostrepo import HostRepo
-from agentctl_swarm.sync.state import StateStore
+from agentctl_swarm.sync.state import SyncStateStore
+from agentctl_swarm.sync.types import SyncLimits, SyncTarget
 
 from .conftest import git
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.podman
 
 def _sync(agent, into: Path, state_dir: Path, **limits):
     target = SyncTarget(agent.spec.fleet, agent.spec.agent, agent.name, into)
-    return sync_agent(agent.backend, target, StateStore(state_dir), SyncLimits(**limits))
+    return sync_agent(agent.backend, target, SyncStateStore(state_dir), SyncLimits(**limits))
 
 
 def _fsck_clean(repo: Path) -> None:
@@ -47,7 +48,7 @@ def test_seed_commit_sync_lands_on_work_branch(make_agent, host_repo: Path) -> N
     assert git(host_repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
     assert not (host_repo / "feature.txt").exists()
     assert result.commits == 1  # incremental: only the new commit came out
-    state = StateStore(make_agent.state_dir).load(agent.spec.fleet, a)
+    state = SyncStateStore(make_agent.state_dir).load(agent.spec.fleet, a)
     assert state.syncs == 1 and state.commits_total == 1 and state.last_error is None
     # A second sync with nothing new moves nothing and transfers nothing.
     again = _sync(agent, host_repo, make_agent.state_dir)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agentctl_swarm.fleet.loader import FleetError, load_fleet, load_fleet_text
+from agentctl_swarm.fleet.loader import FleetError, parse_fleet
+from agentctl_swarm.fleet.source import read_fleet
 
 GOOD = """\
 apiVersion: agentctl.io/v1
@@ -29,7 +30,7 @@ agents:
 
 def problems(text: str) -> list[str]:
     with pytest.raises(FleetError) as info:
-        load_fleet_text(textwrap.dedent(text), "f.yaml")
+        parse_fleet(textwrap.dedent(text), "f.yaml")
     return [str(p) for p in info.value.problems]
 
 
@@ -39,7 +40,7 @@ def with_agent(extra: str) -> str:
 
 
 def test_good_file_loads() -> None:
-    loaded = load_fleet_text(GOOD, "f.yaml")
+    loaded = parse_fleet(GOOD, "f.yaml")
     assert loaded.fleet.name == "demo"
     assert loaded.fleet.agents[0].replicas == 2
     assert loaded.fleet.agents[0].env == {"KEY": "value"}
@@ -210,18 +211,18 @@ def test_sensitive_mount_allowed_when_explicit() -> None:
     text = with_agent(
         "volumes:\n  - {source: ~/.ssh, target: /home/agent/.ssh, read_only: true, allow_sensitive: true}\n"
     )
-    loaded = load_fleet_text(text, "f.yaml")
+    loaded = parse_fleet(text, "f.yaml")
     assert loaded.fleet.agents[0].volumes[0].allow_sensitive
 
 
 def test_missing_file_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
     with pytest.raises(FleetError) as info:
-        load_fleet(tmp_path / "nope.yaml")
+        read_fleet(tmp_path / "nope.yaml")
     assert str(info.value.problems[0]).endswith("file not found")
 
 
 def test_scalars_in_env_become_strings() -> None:
-    loaded = load_fleet_text(GOOD.replace("env: {KEY: value}", "env: {N: 3, B: true}"), "f.yaml")
+    loaded = parse_fleet(GOOD.replace("env: {KEY: value}", "env: {N: 3, B: true}"), "f.yaml")
     assert loaded.fleet.agents[0].env == {"N": "3", "B": "true"}
 
 
@@ -229,7 +230,7 @@ def test_relative_repo_and_sync_paths_resolve_next_to_the_fleet_file(tmp_path: P
     fleet = tmp_path / "sub" / "fleet.yaml"
     fleet.parent.mkdir()
     fleet.write_text(GOOD + "repo: {path: ../project}\nsync: {into: out.git}\n")
-    loaded = load_fleet(fleet)
+    loaded = read_fleet(fleet)
     assert loaded.fleet.repo.path == str(tmp_path / "sub" / ".." / "project")
     assert loaded.fleet.sync.into == str(tmp_path / "sub" / "out.git")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from agentctl_swarm.controller.planner import Kind, deletion_plan, plan
-from agentctl_swarm.fleet.loader import load_fleet_text
+from agentctl_swarm.fleet.loader import parse_fleet
 from agentctl_swarm.fleet.render import ContainerSpec, render_fleet
-from agentctl_swarm.podman.backend import ObservedContainer
+from agentctl_swarm.podman.types import ObservedContainer
 
 FLEET = """\
 apiVersion: agentctl.io/v1
@@ -20,7 +20,7 @@ agents:
 
 
 def desired() -> list[ContainerSpec]:
-    return render_fleet(load_fleet_text(FLEET).fleet, home=Path("/h"))
+    return render_fleet(parse_fleet(FLEET).fleet, home=Path("/h"))
 
 
 def seen(

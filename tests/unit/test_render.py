@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agentctl_swarm.fleet.loader import load_fleet_text
+from agentctl_swarm.fleet.loader import parse_fleet
 from agentctl_swarm.fleet.render import (
     LABEL_AGENT,
     LABEL_FLEET,
@@ -39,7 +39,7 @@ agents:
 
 
 def specs(text: str = FLEET):
-    return render_fleet(load_fleet_text(text).fleet, home=Path("/home/u"))
+    return render_fleet(parse_fleet(text).fleet, home=Path("/home/u"))
 
 
 def test_replicas_expand_to_numbered_agents_carrying_the_fleet_name() -> None:

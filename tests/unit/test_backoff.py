@@ -6,12 +6,12 @@ import signal
 
 import pytest
 
-from agentctl_swarm.agent.backoff import (
-    Action,
-    BackoffPolicy,
-    BackoffState,
+from agentctl_swarm.core.backoff import (
     ExitInfo,
     ExitKind,
+    RestartAction,
+    RestartPolicy,
+    RestartState,
     classify_exit,
     describe_exit,
 )
@@ -21,7 +21,7 @@ CLEAN = ExitInfo(code=0, signal=None, kind=ExitKind.CLEAN)
 KILLED = ExitInfo(code=None, signal=signal.SIGKILL, kind=ExitKind.SIGNALED)
 
 
-def crash_loop(policy: BackoffPolicy, n: int, uptime: float, step: float = 1.0):
+def crash_loop(policy: RestartPolicy, n: int, uptime: float, step: float = 1.0):
     """Feed ``n`` exits of ``uptime`` seconds, ``step`` seconds apart; return decisions."""
     state, now, out = policy.fresh(), 1_000_000.0, []
     for _ in range(n):
@@ -34,69 +34,69 @@ def crash_loop(policy: BackoffPolicy, n: int, uptime: float, step: float = 1.0):
 
 
 def test_default_curve_doubles_from_one_second_to_the_300s_cap() -> None:
-    assert BackoffPolicy().curve(12) == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]
+    assert RestartPolicy().curve.first(12) == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]
 
 
 def test_curve_with_custom_knobs() -> None:
-    p = BackoffPolicy(initial=0.5, multiplier=3, cap=10)
-    assert p.curve(5) == [0.5, 1.5, 4.5, 10, 10]
-    assert BackoffPolicy(initial=5, multiplier=1, cap=5).curve(3) == [5, 5, 5]
+    p = RestartPolicy(initial=0.5, multiplier=3, cap=10)
+    assert p.curve.first(5) == [0.5, 1.5, 4.5, 10, 10]
+    assert RestartPolicy(initial=5, multiplier=1, cap=5).curve.first(3) == [5, 5, 5]
 
 
 def test_slow_crashes_follow_the_curve_and_never_degrade() -> None:
     # 60 s runs are not "quick": the breaker never trips, delays follow the curve.
-    decisions = crash_loop(BackoffPolicy(), 12, uptime=60)
-    assert [d.action for d in decisions] == [Action.RESTART] * 12
-    assert [d.delay for d in decisions] == BackoffPolicy().curve(12)
+    decisions = crash_loop(RestartPolicy(), 12, uptime=60)
+    assert [d.action for d in decisions] == [RestartAction.RESTART] * 12
+    assert [d.delay for d in decisions] == RestartPolicy().curve.first(12)
     assert all(d.state.crash_times == () for d in decisions)
 
 
 def test_quick_crashes_degrade_at_the_threshold() -> None:
-    decisions = crash_loop(BackoffPolicy(), 5, uptime=0.5)
-    assert [d.action for d in decisions] == [Action.RESTART] * 4 + [Action.DEGRADED]
+    decisions = crash_loop(RestartPolicy(), 5, uptime=0.5)
+    assert [d.action for d in decisions] == [RestartAction.RESTART] * 4 + [RestartAction.DEGRADED]
     assert [d.delay for d in decisions[:4]] == [1, 2, 4, 8]
     assert len(decisions[-1].state.crash_times) == 5
     assert "5 crashes shorter than 10s within 600s" in decisions[-1].reason
 
 
 def test_quick_crash_boundary_is_exclusive() -> None:
-    p = BackoffPolicy(max_quick_crashes=1)
-    assert p.decide(p.fresh(), CRASH, 10.0, 100.0).action is Action.RESTART
-    assert p.decide(p.fresh(), CRASH, 9.999, 100.0).action is Action.DEGRADED
+    p = RestartPolicy(max_quick_crashes=1)
+    assert p.decide(p.fresh(), CRASH, 10.0, 100.0).action is RestartAction.RESTART
+    assert p.decide(p.fresh(), CRASH, 9.999, 100.0).action is RestartAction.DEGRADED
 
 
 def test_crashes_outside_the_window_are_forgotten() -> None:
-    p = BackoffPolicy(max_quick_crashes=3, window=600)
-    old = BackoffState(backoff=4, crash_times=(100.0, 200.0))
+    p = RestartPolicy(max_quick_crashes=3, window=600)
+    old = RestartState(backoff=4, crash_times=(100.0, 200.0))
     d = p.decide(old, CRASH, 1.0, 900.0)  # 100 is out of (300, 900], 200 too
-    assert d.action is Action.RESTART
+    assert d.action is RestartAction.RESTART
     assert d.state.crash_times == (900.0,)
-    d = p.decide(BackoffState(backoff=4, crash_times=(400.0, 500.0)), CRASH, 1.0, 900.0)
-    assert d.action is Action.DEGRADED
+    d = p.decide(RestartState(backoff=4, crash_times=(400.0, 500.0)), CRASH, 1.0, 900.0)
+    assert d.action is RestartAction.DEGRADED
 
 
 def test_future_crash_times_from_a_clock_jump_are_ignored() -> None:
-    p = BackoffPolicy(max_quick_crashes=2)
-    d = p.decide(BackoffState(backoff=1, crash_times=(5000.0,)), CRASH, 1.0, 1000.0)
-    assert d.action is Action.RESTART
+    p = RestartPolicy(max_quick_crashes=2)
+    d = p.decide(RestartState(backoff=1, crash_times=(5000.0,)), CRASH, 1.0, 1000.0)
+    assert d.action is RestartAction.RESTART
     assert d.state.crash_times == (1000.0,)
 
 
 def test_stable_run_resets_backoff_and_history() -> None:
-    p = BackoffPolicy()
-    high = BackoffState(backoff=256, crash_times=(1.0, 2.0, 3.0, 4.0))
+    p = RestartPolicy()
+    high = RestartState(backoff=256, crash_times=(1.0, 2.0, 3.0, 4.0))
     d = p.decide(high, CRASH, 300.0, 10.0)
-    assert d.action is Action.RESTART
+    assert d.action is RestartAction.RESTART
     assert d.delay == 1
-    assert d.state == BackoffState(backoff=2, crash_times=())
+    assert d.state == RestartState(backoff=2, crash_times=())
     d = p.decide(high, CRASH, 299.0, 10.0)
     assert d.delay == 256
     assert d.state.backoff == 300
 
 
 def test_after_uptime_resets_while_running() -> None:
-    p = BackoffPolicy(stable_after=300)
-    high = BackoffState(backoff=64, crash_times=(1.0,))
+    p = RestartPolicy(stable_after=300)
+    high = RestartState(backoff=64, crash_times=(1.0,))
     assert p.after_uptime(high, 299.9) is high
     assert p.after_uptime(high, 300) == p.fresh()
     fresh = p.fresh()
@@ -104,21 +104,21 @@ def test_after_uptime_resets_while_running() -> None:
 
 
 def test_fatal_exit_is_never_retried_and_keeps_state() -> None:
-    p = BackoffPolicy()
-    state = BackoffState(backoff=8, crash_times=(1.0,))
+    p = RestartPolicy()
+    state = RestartState(backoff=8, crash_times=(1.0,))
     d = p.decide(state, classify_exit(2, p.fatal_exit_codes), 0.1, 5.0)
-    assert d.action is Action.FATAL
+    assert d.action is RestartAction.FATAL
     assert d.delay == 0
     assert d.state == state
     assert "exit code 2 is fatal" in d.reason
 
 
 def test_clean_exit_restarts_with_backoff_but_never_degrades() -> None:
-    p = BackoffPolicy(max_quick_crashes=2)
+    p = RestartPolicy(max_quick_crashes=2)
     state, now, delays = p.fresh(), 0.0, []
     for _ in range(6):
         d = p.decide(state, CLEAN, 0.1, now)
-        assert d.action is Action.RESTART
+        assert d.action is RestartAction.RESTART
         delays.append(d.delay)
         state, now = d.state, now + d.delay
     assert delays == [1, 2, 4, 8, 16, 32]
@@ -126,25 +126,25 @@ def test_clean_exit_restarts_with_backoff_but_never_degrades() -> None:
 
 
 def test_clean_exit_stops_when_configured() -> None:
-    p = BackoffPolicy(restart_on_clean_exit=False)
+    p = RestartPolicy(restart_on_clean_exit=False)
     d = p.decide(p.fresh(), CLEAN, 0.1, 0.0)
-    assert d.action is Action.STOP
+    assert d.action is RestartAction.STOP
     assert d.reason == "clean exit"
 
 
 def test_signal_death_counts_as_quick_crash() -> None:
-    p = BackoffPolicy(max_quick_crashes=2)
+    p = RestartPolicy(max_quick_crashes=2)
     d1 = p.decide(p.fresh(), KILLED, 1.0, 10.0)
-    assert (d1.action, d1.reason) == (Action.RESTART, "killed by SIGKILL")
+    assert (d1.action, d1.reason) == (RestartAction.RESTART, "killed by SIGKILL")
     d2 = p.decide(d1.state, KILLED, 1.0, 12.0)
-    assert d2.action is Action.DEGRADED
+    assert d2.action is RestartAction.DEGRADED
 
 
 def test_lost_run_counts_as_crash() -> None:
-    p = BackoffPolicy()
+    p = RestartPolicy()
     lost = ExitInfo(code=None, signal=None, kind=ExitKind.LOST)
-    d = p.decide(BackoffState(backoff=4), lost, 2.0, 10.0)
-    assert (d.action, d.delay, d.state.crash_times) == (Action.RESTART, 4, (10.0,))
+    d = p.decide(RestartState(backoff=4), lost, 2.0, 10.0)
+    assert (d.action, d.delay, d.state.crash_times) == (RestartAction.RESTART, 4, (10.0,))
     assert describe_exit(lost) == "supervisor ended while the child ran"
 
 
@@ -173,10 +173,10 @@ def test_signal_names() -> None:
 
 
 def test_resume_clamps_a_persisted_state_to_new_knobs() -> None:
-    p = BackoffPolicy(initial=2, cap=60)
-    assert p.resume(BackoffState(backoff=86400)).backoff == 60
-    assert p.resume(BackoffState(backoff=0.1)).backoff == 2
-    kept = BackoffState(backoff=8, crash_times=(1.0, 2.0))
+    p = RestartPolicy(initial=2, cap=60)
+    assert p.resume(RestartState(backoff=86400)).backoff == 60
+    assert p.resume(RestartState(backoff=0.1)).backoff == 2
+    kept = RestartState(backoff=8, crash_times=(1.0, 2.0))
     assert p.resume(kept) == kept
 
 
@@ -195,4 +195,4 @@ def test_resume_clamps_a_persisted_state_to_new_knobs() -> None:
 )
 def test_bad_knobs_are_rejected_with_a_clear_message(kwargs: dict, words: str) -> None:
     with pytest.raises(ValueError, match=words):
-        BackoffPolicy(**kwargs)
+        RestartPolicy(**kwargs)

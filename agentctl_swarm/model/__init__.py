@@ -1,0 +1,1 @@
+"""A scripted stand-in for the Anthropic Messages API, for deterministic zero-cost runs."""
