@@ -2,7 +2,7 @@
 
 The file lives in the agent's state volume, so it survives container restarts; the
 supervisor reads it at start to resume the backoff instead of resetting it. Fixes
-original-system.md §6.2 defect 8: the original built this JSON by string
+defect D8 (owl/reference/original-system.md): the original built this JSON by string
 interpolation (a quote in the mission broke it, and the restore silently fell back to
 defaults). Here a pydantic model is serialised by a JSON encoder and written
 atomically (temp file + fsync + rename + directory fsync), so readers never see a torn

@@ -2,19 +2,19 @@
 
 Runs as tini's child (the image's entrypoint) or as PID 1 itself. It starts CMD in its
 own process group, streams its output to stdout with timestamps (``podman logs``),
-restarts it per agent/backoff.py, and keeps ``<state-dir>/state.json`` so a container
-restart resumes the backoff. Fixes the original supervisor's defects
-(original-system.md §6.2):
+restarts it per the restart policy (core/backoff.py), and keeps ``<state-dir>/state.json``
+so a container restart resumes the backoff. Fixes the original supervisor's defects
+(owl/reference/original-system.md):
 
-1. no shell pipeline: the child's real wait status is classified;
-2. stop signals go to the child's whole process group, then SIGKILL after ``--grace``;
-3. fatal/degraded are final: they are never overwritten by "stopped", and the exit
-   code says what happened (see EXIT_* below);
-4. waits (backoff, grace, child) are signal-aware: a SIGTERM during a 300 s backoff
-   ends the supervisor at once;
-8. state.json is written by a JSON serializer, atomically (agent/state.py);
-14. the heartbeat file is touched periodically while the child runs;
-22. ``<state-dir>/stop`` is checked during every wait, not only between sessions.
+D1. no shell pipeline: the child's real wait status is classified;
+D2. stop signals go to the child's whole process group, then SIGKILL after ``--grace``;
+D3. fatal/degraded are final: they are never overwritten by "stopped", and the exit
+    code says what happened (see EXIT_* below);
+D4. waits (backoff, grace, child) are signal-aware: a SIGTERM during a 300 s backoff
+    ends the supervisor at once;
+D8. state.json is written by a JSON serializer, atomically (agent/state.py);
+D14. the heartbeat file is touched periodically while the child runs;
+D22. ``<state-dir>/stop`` is checked during every wait, not only between sessions.
 
 Exit codes: 0 stopped on request (or clean exit with ``--on-clean-exit stop``); the
 child's own code when it is fatal (default 2); 3 degraded; 4 workspace preparation

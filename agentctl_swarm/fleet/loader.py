@@ -293,18 +293,57 @@ def _from_pydantic(err: dict[str, Any], tree: Any, filename: str) -> Problem:
         line, col = _position(tree, loc[:-1], key=False)
         return Problem(filename, line, col, _dotted(loc), "required field is missing")
     line, col = _position(tree, loc, key=False)
-    return Problem(filename, line, col, _dotted(loc), _message(err))
+    return Problem(filename, line, col, _dotted(loc), _message(err, loc))
 
 
-def _message(err: dict[str, Any]) -> str:
+def _got(err: dict[str, Any]) -> str:
+    value = err.get("input")
+    text = repr(value)
+    return f" (got {text if len(text) <= 60 else text[:57] + '...'})"
+
+
+_PLAIN = {
+    "string_type": "must be text (put it in quotes if YAML reads it as something else)",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "list_type": "must be a list (lines starting with '- ')",
+}
+
+
+def _message(err: dict[str, Any], loc: Loc = ()) -> str:
+    """pydantic's error in the user's words: what the value must be, and what it was."""
     kind, msg = err["type"], err["msg"]
+    ctx = err.get("ctx") or {}
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
     if kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        return f"got {err.get('input')!r}; expected {expected}"
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        return f"{msg} (got {err.get('input')!r})"
+        return f"got {err.get('input')!r}; expected {ctx.get('expected', '')}"
+    if kind in {"model_type", "dict_type", "model_attributes_type"}:
+        model = _model_at(loc)
+        keys = f" with keys such as {', '.join(_known_keys(model)[:6])}" if model else ""
+        return f"must be a mapping (key: value){keys}" + _got(err)
+    if kind in _PLAIN:
+        return _PLAIN[kind] + _got(err)
+    if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
+        words = {
+            "greater_than_equal": "at least",
+            "greater_than": "more than",
+            "less_than_equal": "at most",
+            "less_than": "less than",
+        }[kind]
+        bound = next(iter(ctx.values()), "?")
+        return f"must be {words} {bound}" + _got(err)
+    if kind == "too_short":
+        n = ctx.get("min_length", 1)
+        return f"must have at least {n} item{'s' if n != 1 else ''}"
+    if kind == "too_long":
+        return f"must have at most {ctx.get('max_length')} items"
     return msg
 
 

@@ -89,7 +89,7 @@ class PodmanBackend:
             raise PodmanUnavailable(
                 f"cannot reach the Podman API at {self.url} ({_short(exc)}); "
                 "run `agentctl doctor --fix` to start it, or set AGENTCTL_PODMAN_URL"
-            ) from None
+            ) from exc
 
     def close(self) -> None:
         if self._client is not None:
@@ -104,7 +104,7 @@ class PodmanBackend:
         try:
             raw = self.client.containers.list(all=True, filters={"label": label})
         except APIError as exc:
-            raise PodmanError(f"listing containers failed: {_short(exc)}") from None
+            raise PodmanError(f"listing containers failed: {_short(exc)}") from exc
         out = [_observed(c.attrs) for c in raw]
         return sorted((o for o in out if o.agent), key=lambda o: o.name)
 
@@ -157,7 +157,7 @@ class PodmanBackend:
         except APIError as exc:
             if getattr(exc, "status_code", None) == 409 or "already exists" in str(exc):
                 return
-            raise PodmanError(f"creating volume {name} failed: {_short(exc)}") from None
+            raise PodmanError(f"creating volume {name} failed: {_short(exc)}") from exc
 
     def remove_volume(self, name: str) -> bool:
         try:
@@ -166,7 +166,7 @@ class PodmanBackend:
         except NotFound:
             return False
         except APIError as exc:
-            raise PodmanError(f"removing volume {name} failed: {_short(exc)}") from None
+            raise PodmanError(f"removing volume {name} failed: {_short(exc)}") from exc
 
     def list_volumes(self, fleet: str) -> list[str]:
         vols = self.client.volumes.list(filters={"label": f"{LABEL_FLEET}={fleet}"})
@@ -187,7 +187,7 @@ class PodmanBackend:
         try:
             self.client.secrets.create(name, value)
         except APIError as exc:
-            raise PodmanError(f"creating secret {name} failed: {_short(exc)}") from None
+            raise PodmanError(f"creating secret {name} failed: {_short(exc)}") from exc
 
     def remove_secret(self, name: str) -> None:
         with contextlib.suppress(NotFound, APIError):
@@ -255,7 +255,7 @@ class PodmanBackend:
             )
             response.raise_for_status()
         except APIError as exc:
-            raise PodmanError(f"creating {spec.name} failed: {_short(exc)}") from None
+            raise PodmanError(f"creating {spec.name} failed: {_short(exc)}") from exc
         return str(response.json()["Id"])
 
     def start(self, name: str) -> None:
@@ -266,7 +266,7 @@ class PodmanBackend:
                 return
             response.raise_for_status()
         except APIError as exc:
-            raise PodmanError(f"starting {name} failed: {_short(exc)}") from None
+            raise PodmanError(f"starting {name} failed: {_short(exc)}") from exc
 
     def stop(self, name: str, timeout: int | None = None) -> None:
         """Graceful stop (SIGTERM, then SIGKILL after ``timeout``); a no-op when not running."""
@@ -280,7 +280,7 @@ class PodmanBackend:
         except APIError as exc:
             if "not running" in str(exc) or getattr(exc, "status_code", None) == 304:
                 return
-            raise PodmanError(f"stopping {name} failed: {_short(exc)}") from None
+            raise PodmanError(f"stopping {name} failed: {_short(exc)}") from exc
         except ValueError:  # podman-py parses the empty body of "304 already stopped"
             return
 
@@ -302,13 +302,13 @@ class PodmanBackend:
         except NotFound:
             return False
         except APIError as exc:
-            raise PodmanError(f"removing {name} failed: {_short(exc)}") from None
+            raise PodmanError(f"removing {name} failed: {_short(exc)}") from exc
 
     def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
         try:
             container = self.client.containers.get(name)
-        except NotFound:
-            raise PodmanError(f"no container {name}") from None
+        except NotFound as exc:
+            raise PodmanError(f"no container {name}") from exc
         kwargs: dict[str, Any] = {"stream": True, "follow": follow, "stdout": True, "stderr": True}
         if tail is not None:
             kwargs["tail"] = tail
@@ -353,10 +353,10 @@ class PodmanBackend:
                 stream=True,
             )
             started.raise_for_status()
-        except NotFound:
-            raise PodmanError(f"no container {container}") from None
+        except NotFound as exc:
+            raise PodmanError(f"no container {container}") from exc
         except APIError as exc:
-            raise PodmanError(f"exec in {container} failed: {_short(exc)}") from None
+            raise PodmanError(f"exec in {container} failed: {_short(exc)}") from exc
         return exec_id, api.stream_frames(started, demux=True)
 
     def exec_exit_code(self, exec_id: str) -> int:
@@ -422,14 +422,14 @@ class PodmanBackend:
             )
             response.raise_for_status()
         except (NotFound, APIError) as exc:
-            raise PodmanError(f"copying into {container}:{path} failed: {_short(exc)}") from None
+            raise PodmanError(f"copying into {container}:{path} failed: {_short(exc)}") from exc
 
     def get_archive(self, container: str, path: str) -> bytes:
         """A tar stream of ``path`` in the container."""
         try:
             chunks, _ = self.client.containers.get(container).get_archive(path)
         except (NotFound, APIError) as exc:
-            raise PodmanError(f"copying {container}:{path} out failed: {_short(exc)}") from None
+            raise PodmanError(f"copying {container}:{path} out failed: {_short(exc)}") from exc
         return b"".join(chunks)
 
     def read_file(self, container: str, path: str, *, limit: int = 1 << 20) -> bytes | None:

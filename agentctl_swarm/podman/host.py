@@ -23,12 +23,17 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from agentctl_swarm.core import proc
+from agentctl_swarm.core.backoff import BackoffCurve
+from agentctl_swarm.core.errors import AgentctlError
+from agentctl_swarm.core.files import atomic_write
+from agentctl_swarm.core.retry import retrying
 
 DROPIN_NAME = "50-agentctl.conf"
 # What rootful Podman requests for nofile and nproc when containers.conf sets nothing.
@@ -463,9 +468,8 @@ def ping_socket(url: str, timeout: float = 2.0) -> bool:
 
 
 def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
+    """A short command whose exit code the caller reads (CommandFailed only on timeout)."""
+    return proc.run(argv, timeout=timeout, check=False)
 
 
 def _image_exists(podman: str, image: str) -> bool:
@@ -482,8 +486,8 @@ def probe_container(podman: str, images: Iterable[str]) -> ProbeResult | None:
                 [podman, "run", "--rm", "--network", "host", "--pull=never", image, "true"],
                 timeout=120,
             )
-        except subprocess.TimeoutExpired:
-            return ProbeResult(image, False, "timed out after 120 s")
+        except proc.CommandFailed as exc:
+            return ProbeResult(image, False, str(exc))
         return ProbeResult(image, r.returncode == 0, (r.stderr or r.stdout).strip()[-2000:])
     return None
 
@@ -503,8 +507,8 @@ def observe(
                 runtime = rest[0] if rest else None
             else:
                 error = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
-        except subprocess.TimeoutExpired:
-            error = "timed out after 60 s"
+        except proc.CommandFailed as exc:
+            error = str(exc)
     try:
         mounts = Path("/proc/self/mounts").read_text()
     except OSError:
@@ -548,7 +552,7 @@ def observe(
 # Actions (I/O)
 
 
-class ActionFailed(RuntimeError):
+class ActionFailed(AgentctlError):
     """An action did not work; the message says what and how to fix it by hand."""
 
 
@@ -560,18 +564,13 @@ def apply(action: Action, *, log_dir: Path | None = None) -> str:
             ["apt-get", "update", "-q"],
             ["apt-get", "install", "-y", "-q", "--no-install-recommends", *action.packages],
         ):
-            r = subprocess.run(
-                argv, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL
-            )
-            if r.returncode != 0:
-                tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-5:])
-                raise ActionFailed(f"`{' '.join(argv)}` failed:\n{tail}")
+            try:
+                proc.run(argv, timeout=900, env=env)
+            except proc.CommandFailed as exc:
+                raise ActionFailed(str(exc), hint="install the packages by hand") from exc
         return f"installed {' '.join(action.packages)}"
     if isinstance(action, WriteDropin):
-        action.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = action.path.with_name(action.path.name + ".tmp")
-        tmp.write_text(action.content)
-        os.replace(tmp, action.path)
+        atomic_write(action.path, action.content)
         return f"wrote {action.path}"
     if isinstance(action, StartApiService):
         return _start_service(action, log_dir)
@@ -596,7 +595,7 @@ def _start_service(action: StartApiService, log_dir: Path | None) -> str:
         log_dir.mkdir(parents=True, exist_ok=True)
         log_file = log_dir / "podman-service.log"
         with open(log_file, "ab") as log:
-            proc = subprocess.Popen(
+            service = subprocess.Popen(
                 [podman, "system", "service", "--time=0", action.url],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -604,18 +603,30 @@ def _start_service(action: StartApiService, log_dir: Path | None) -> str:
                 start_new_session=True,
                 close_fds=True,
             )
-        pid = proc.pid
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if ping_socket(action.url):
-            return f"started the Podman API service at {action.url}" + (
-                f" (pid {pid})" if pid else " (systemd podman.socket)"
-            )
-        time.sleep(0.2)
-    raise ActionFailed(
-        f"the Podman API service did not answer at {action.url} within 20 s"
-        + (f"; see {log_dir}/podman-service.log" if pid else "")
+        pid = service.pid
+    try:
+        for attempt in retrying(
+            curve=BackoffCurve(initial=0.1, cap=1.0), retry_on=_not_up, deadline=20
+        ):
+            with attempt:
+                if not ping_socket(action.url):
+                    raise _NotUp(action.url)
+    except _NotUp as exc:
+        raise ActionFailed(
+            f"the Podman API service did not answer at {action.url} within 20 s"
+            + (f"; see {log_dir}/podman-service.log" if pid else "")
+        ) from exc
+    return f"started the Podman API service at {action.url}" + (
+        f" (pid {pid})" if pid else " (systemd podman.socket)"
     )
+
+
+class _NotUp(Exception):
+    """The socket does not answer yet (retried until the deadline)."""
+
+
+def _not_up(exc: BaseException) -> bool:
+    return isinstance(exc, _NotUp)
 
 
 @dataclass

@@ -15,7 +15,6 @@ import contextlib
 import errno
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from typing import BinaryIO
 
 import git
 
+from agentctl_swarm.core import proc
 from agentctl_swarm.sync.errors import SyncError
 from agentctl_swarm.sync.refs import (
     REWRITTEN_ROOT,
@@ -55,11 +55,11 @@ def open_or_init(path: Path) -> git.Repo:
     if path.exists():
         try:
             return git.Repo(path)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
             raise SyncError(
                 f"{path} exists but is not a git repository; point sync.into at a repo "
                 "or at a path that does not exist yet (a bare repo is created there)"
-            ) from None
+            ) from exc
     # Several agents' syncs (threads or processes) may create the fleet's repo at once:
     # build it in a private sibling directory and rename it into place, so a reader never
     # sees a half-made repo and the loser of the race simply opens the winner's.
@@ -113,7 +113,7 @@ class HostRepo:
                 err = (exc.stderr or "").strip().replace("\n", " ")[:400]
                 raise SyncError(
                     f"git {args[0]} in {self.path} failed: {err or exc.status}"
-                ) from None
+                ) from exc
         return str(out)
 
     def refs(self, *prefixes: str) -> dict[str, str]:
@@ -211,8 +211,8 @@ class HostRepo:
             if missing:
                 raise SyncError(
                     f"the container named commits it did not send: {', '.join(missing)}"
-                ) from None
-            raise SyncError(f"the container sent incomplete history: {exc}") from None
+                ) from exc
+            raise SyncError(f"the container sent incomplete history: {exc}") from exc
 
     def plan(self, agent: str, branches: dict[str, str], wip: str | None) -> Plan:
         host = self.refs(agent_prefix(agent), f"{REWRITTEN_ROOT}/{agent}/")
@@ -251,10 +251,7 @@ class HostRepo:
 
     def fsck(self) -> tuple[int, str]:
         """``git fsck`` exit code and output (used by tests and `sync status --fsck`)."""
-        proc = subprocess.run(
-            ["git", "-C", str(self.path), "fsck", "--no-dangling"],
-            capture_output=True,
-            text=True,
-            check=False,
+        result = proc.run(
+            ["git", "-C", str(self.path), "fsck", "--no-dangling"], timeout=600, check=False
         )
-        return proc.returncode, proc.stdout + proc.stderr
+        return result.returncode, result.stdout + result.stderr

@@ -49,11 +49,11 @@ def source_repo(repo: RepoSpec, state_dir: Path, base_dir: Path | None = None) -
             path = base_dir / path
         try:
             git.Repo(path)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
             raise SyncError(
                 f"repo.path {repo.path!r} is not a git repository on this host; "
                 "fix the path in the fleet file"
-            ) from None
+            ) from exc
         return path.absolute()
     assert repo.url is not None
     cache = url_cache_path(state_dir, repo.url)
@@ -78,7 +78,7 @@ def source_repo(repo: RepoSpec, state_dir: Path, base_dir: Path | None = None) -
         raise SyncError(
             f"cannot clone repo.url {repo.url!r} on the host: {err[-1] if err else exc.status}; "
             "check the URL and the host's git credentials"
-        ) from None
+        ) from exc
     return cache
 
 
@@ -122,11 +122,11 @@ def build_seed(
     host = HostRepo(src)
     try:
         commit = host.git("rev-parse", "--verify", f"refs/heads/{repo.branch}^{{commit}}")
-    except SyncError:
+    except SyncError as exc:
         raise SyncError(
             f"repo {repo.path or repo.url}: branch {repo.branch!r} does not exist; "
             "fix repo.branch in the fleet file"
-        ) from None
+        ) from exc
     with tempfile.TemporaryDirectory(prefix="agentctl-seed-") as tmp:
         out = Path(tmp) / "seed.bundle"
         host.git("bundle", "create", "-q", str(out), f"refs/heads/{repo.branch}", timeout=600)

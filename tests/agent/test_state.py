@@ -93,7 +93,7 @@ def test_unreadable_file_is_logged_not_raised(
 
 
 def test_unknown_keys_are_ignored_and_original_field_names_accepted(tmp_path: Path) -> None:
-    # The shape the original bash supervisor wrote (original-system.md §1.3).
+    # The shape the original bash supervisor wrote (owl/reference/original-system.md).
     original = {
         "agent_name": "alice",
         "mission": "monitor agentchat",

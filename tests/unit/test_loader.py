@@ -92,12 +92,12 @@ CASES: list[tuple[str, str, str]] = [
     (
         "replicas-negative",
         GOOD.replace("replicas: 2", "replicas: -1"),
-        "f.yaml:11:15: agents[0].replicas: Input should be greater than or equal to 0",
+        "f.yaml:11:15: agents[0].replicas: must be at least 0 (got -1)",
     ),
     (
         "replicas-not-int",
         GOOD.replace("replicas: 2", "replicas: two"),
-        "f.yaml:11:15: agents[0].replicas: Input should be a valid integer",
+        "f.yaml:11:15: agents[0].replicas: must be a whole number (got 'two')",
     ),
     (
         "memory-unit",
@@ -182,7 +182,7 @@ CASES: list[tuple[str, str, str]] = [
     (
         "no-agents",
         GOOD.split("agents:")[0] + "agents: []\n",
-        "f.yaml:9:9: agents: List should have at least 1 item",
+        "f.yaml:9:9: agents: must have at least 1 item",
     ),
     ("top-not-mapping", "- a\n- b\n", "f.yaml:1:1: the top level must be a mapping"),
     ("empty-file", "", "f.yaml:1:1: the file is empty"),
@@ -241,17 +241,17 @@ def test_relative_repo_and_sync_paths_resolve_next_to_the_fleet_file(tmp_path: P
         (
             "memory: 512m",
             "memory: [1]",
-            "f.yaml:7:23: defaults.resources.memory: Input should be a valid string",
+            "f.yaml:7:23: defaults.resources.memory: must be text",
         ),
         (
             "cpus: 1",
             "cpus: [1]",
-            "f.yaml:7:35: defaults.resources.cpus: Input should be a valid number",
+            "f.yaml:7:35: defaults.resources.cpus: must be a number",
         ),
         (
             "replicas: 2",
             "replicas: 2.5",
-            "f.yaml:11:15: agents[0].replicas: Input should be a valid integer",
+            "f.yaml:11:15: agents[0].replicas: must be a whole number (got 2.5)",
         ),
     ],
 )
@@ -260,3 +260,10 @@ def test_wrong_types_name_the_field_without_pydantic_union_tags(
 ) -> None:
     found = problems(GOOD.replace(old, bad))
     assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_a_wrong_shape_is_described_in_the_users_words() -> None:
+    found = problems(GOOD + "repo: ~/src/project\n")
+    assert len(found) == 1, found
+    assert "repo: must be a mapping (key: value) with keys such as url, path" in found[0]
+    assert "RepoSpec" not in found[0] and "Input should" not in found[0]
