@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -24,6 +25,7 @@ from agentctl_swarm.controller.planner import Kind, Plan
 from agentctl_swarm.controller.preflight import check_tools
 from agentctl_swarm.controller.status import find_container
 from agentctl_swarm.core.errors import AgentctlError
+from agentctl_swarm.fleet.loader import LoadedFleet
 from agentctl_swarm.podman.backend import PodmanBackend
 
 AgentArg = Annotated[str, typer.Argument(help="Agent (swarm-role-NNN) or container name.")]
@@ -71,7 +73,7 @@ _PAST = {
 
 @contextmanager
 def _progress(
-    total_label: str,
+    total_label: str, loaded: LoadedFleet | None = None
 ) -> Iterator[tuple[Callable[[Plan], None], Callable[[Outcome], None]]]:
     progress = Progress(
         TextColumn("{task.description}"),
@@ -93,8 +95,11 @@ def _progress(
         if outcome.ok:
             out.print(f"  {_PAST[action.kind]} {action.name} ({outcome.seconds:.1f}s)")
         else:
+            from agentctl_swarm.controller.apply import locate_failure
+
+            where = locate_failure(loaded, outcome) if loaded else outcome.error
             err.print(
-                f"  [red]failed[/red] to {action.kind.value} {action.name}: {outcome.error}",
+                f"  [red]failed[/red] to {action.kind.value} {action.name}: {escape(str(where))}",
                 soft_wrap=True,
             )
         if "id" in task:
@@ -183,7 +188,7 @@ def apply(
     from agentctl_swarm.controller.apply import apply_fleet
 
     podman = backend()
-    with _progress("applying") as (on_plan, on_done):
+    with _progress("applying", loaded) as (on_plan, on_done):
         result = apply_fleet(
             loaded,
             podman,
@@ -287,10 +292,18 @@ def delete(
             f"{len(result.failed)} removals failed; nothing else was lost",
             hint="fix the cause shown above, or use --force",
         )
-    for volume in removed:
-        out.print(f"  removed volume {volume}")
-    if not volumes and result.outcomes:
-        out.print("volumes kept (workspaces and state); `agentctl delete --volumes` removes them.")
+    for item in removed:
+        out.print(f"  removed {item}")
+    if not volumes:
+        from agentctl_swarm.controller.apply import leftovers
+
+        kept_volumes, kept_secrets = leftovers(podman, loaded.fleet.name)
+        if kept_volumes or kept_secrets:
+            out.print(
+                f"kept {len(kept_volumes)} volumes (workspaces and state) and "
+                f"{len(kept_secrets)} secrets of fleet {loaded.fleet.name!r}; "
+                "`agentctl delete --volumes` removes them."
+            )
 
 
 def logs(

@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentctl_swarm.config import Settings
-from agentctl_swarm.controller import preflight
+from agentctl_swarm.controller import preflight, secrets
 from agentctl_swarm.controller.executor import EventSink, Executor, Outcome
 from agentctl_swarm.controller.hooks import WorkspaceHooks
 from agentctl_swarm.controller.lifecycle import LifecycleHooks
 from agentctl_swarm.controller.planner import Plan, deletion_plan, plan
+from agentctl_swarm.controller.secrets import SecretValues
 from agentctl_swarm.core.files import file_lock
 from agentctl_swarm.fleet.loader import LoadedFleet
-from agentctl_swarm.fleet.render import ContainerSpec, render_fleet
+from agentctl_swarm.fleet.render import ContainerSpec, fleet_secret_prefix, render_fleet
 from agentctl_swarm.podman.backend import PodmanBackend
 
 LOCK_TIMEOUT = 300.0
@@ -37,10 +38,31 @@ class Result:
 
 
 def desired(
-    loaded: LoadedFleet, settings: Settings, *, home: Path | None = None
+    loaded: LoadedFleet,
+    settings: Settings,
+    values: SecretValues | None = None,
+    *,
+    home: Path | None = None,
 ) -> list[ContainerSpec]:
-    """The containers the fleet asks for (``home`` expands ``~``; default: this user's)."""
-    return render_fleet(loaded.fleet, home=home or Path.home(), server_url=settings.server_url)
+    """The containers the fleet asks for (``home`` expands ``~``; default: this user's).
+
+    ``values``: the secrets' current values; their versions are part of each spec, so a
+    rotated secret shows as a change.
+    """
+    return render_fleet(
+        loaded.fleet,
+        home=home or Path.home(),
+        server_url=settings.server_url,
+        secret_versions=values.versions if values else None,
+    )
+
+
+def protected_paths(settings: Settings) -> tuple[str, ...]:
+    """Host paths no agent may mount: where agentctl keeps its state, Podman's socket."""
+    paths = [str(settings.state_dir)]
+    if settings.podman_url.startswith("unix://"):
+        paths.append(str(Path(settings.podman_url.removeprefix("unix://")).parent))
+    return tuple(paths)
 
 
 @contextmanager
@@ -60,8 +82,11 @@ def fleet_lock(
 def diff_fleet(
     loaded: LoadedFleet, backend: PodmanBackend, settings: Settings, *, prune: bool = False
 ) -> Plan:
-    """What `apply` would do (reads only)."""
-    return plan(desired(loaded, settings), backend.list_owned(loaded.fleet.name), prune=prune)
+    """What `apply` would do (reads only; secret values are read to see rotations)."""
+    values = secrets.load(loaded, settings.state_dir)
+    return plan(
+        desired(loaded, settings, values), backend.list_owned(loaded.fleet.name), prune=prune
+    )
 
 
 def apply_fleet(
@@ -79,7 +104,8 @@ def apply_fleet(
     on_wait: Callable[[str], None] | None = None,
 ) -> Result:
     """Make Podman match the fleet. A no-op apply costs one list call."""
-    specs = desired(loaded, settings)
+    values = secrets.load(loaded, settings.state_dir)
+    specs = desired(loaded, settings, values)
     with fleet_lock(settings, loaded.fleet.name, on_wait):
         the_plan = plan(specs, backend.list_owned(loaded.fleet.name), prune=prune)
         if on_plan is not None:
@@ -88,11 +114,22 @@ def apply_fleet(
             return Result(the_plan)
         preflight.check_tools()
         creating = [a.spec for a in the_plan.changes if a.spec is not None]
-        secrets = preflight.secret_values(loaded) if creating else {}
         if creating:
-            preflight.check_host(loaded, creating, backend)
-        executor = _executor(loaded, backend, settings, hooks, concurrency, force, on_done, secrets)
-        return Result(the_plan, executor.run(the_plan))
+            preflight.check_host(loaded, creating, backend, protect=protected_paths(settings))
+        executor = _executor(
+            loaded,
+            backend,
+            settings,
+            hooks,
+            concurrency,
+            force,
+            on_done,
+            values.by_podman_name(creating),
+        )
+        result = Result(the_plan, executor.run(the_plan))
+        if not result.failed:
+            _drop_unused_secrets(backend, loaded.fleet.name, specs)
+        return result
 
 
 def delete_fleet(
@@ -118,15 +155,28 @@ def delete_fleet(
             preflight.check_tools()
         executor = _executor(loaded, backend, settings, hooks, concurrency, force, on_done)
         result = Result(the_plan, executor.run(the_plan))
-        removed_volumes: list[str] = []
+        removed: list[str] = []
         if volumes and not result.failed:
             for volume in backend.list_volumes(name):
                 if backend.remove_volume(volume):
-                    removed_volumes.append(volume)
-            for spec in desired(loaded, settings):
-                for secret in spec.secrets:
-                    backend.remove_secret(secret.podman_name)
-        return result, removed_volumes
+                    removed.append(f"volume {volume}")
+            for secret in backend.list_secrets(fleet_secret_prefix(name)):
+                backend.remove_secret(secret)
+                removed.append(f"secret {secret}")
+        return result, removed
+
+
+def leftovers(backend: PodmanBackend, fleet: str) -> tuple[list[str], list[str]]:
+    """(volumes, secrets) of ``fleet`` still in Podman (what `delete` left behind)."""
+    return backend.list_volumes(fleet), backend.list_secrets(fleet_secret_prefix(fleet))
+
+
+def _drop_unused_secrets(backend: PodmanBackend, fleet: str, specs: list[ContainerSpec]) -> None:
+    """Remove this fleet's secrets no desired container mounts any more (old versions)."""
+    wanted = {ref.podman_name for spec in specs for ref in spec.secrets}
+    for secret in backend.list_secrets(fleet_secret_prefix(fleet)):
+        if secret not in wanted:
+            backend.remove_secret(secret)
 
 
 def _executor(
@@ -149,3 +199,43 @@ def _executor(
         force=force,
         on_done=on_done,
     )
+
+
+# Words in Podman's and runc's refusals, and the fleet field that decides each.
+_FAILURE_FIELDS = (
+    (("cpu",), ("resources", "cpus")),
+    (("memory", "oom"), ("resources", "memory")),
+    (("pids",), ("resources", "pids")),
+    (("image", "manifest", "registry"), ("image",)),
+    (("mount", "bind", "volume"), ("volumes",)),
+    (("secret",), ("secrets",)),
+)
+
+
+def locate_failure(loaded: LoadedFleet, outcome: Outcome) -> str:
+    """``FILE:LINE:COL: field: error`` for a failed create, at the field that caused it.
+
+    The field is guessed from the words of the refusal (CPUs, memory, pids, image,
+    mounts, secrets), looked up where that agent takes it from (its own entry, else
+    `defaults`); anything else points at the agent's `role:` line.
+    """
+    spec = outcome.action.spec or None
+    role = spec.role if spec else None
+    index = next((i for i, a in enumerate(loaded.fleet.agents) if a.role == role), None)
+    error = outcome.error or "failed"
+    if index is None:
+        return error
+    agent = loaded.fleet.agents[index]
+    text = error.lower()
+    for words, field_path in _FAILURE_FIELDS:
+        if not any(w in text for w in words):
+            continue
+        head = field_path[0]
+        own = getattr(agent, head, None)
+        if head == "resources" and own is not None:
+            own = getattr(own, field_path[1], None)
+        base: tuple[str | int, ...] = ("agents", index) if own is not None else ("defaults",)
+        if base == ("defaults",) and getattr(loaded.fleet.defaults, head, None) is None:
+            break
+        return str(loaded.locate((*base, *field_path), error))
+    return str(loaded.locate(("agents", index, "role"), error))

@@ -8,6 +8,7 @@ delivers the workspace seed before the container starts.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -82,15 +83,28 @@ class Executor:
             self.backend.start(action.name)
 
     def _create(self, spec: ContainerSpec) -> None:
-        self.backend.create(spec)
+        """Create, seed, start; on any failure leave nothing half-made behind.
+
+        A container Podman created but could not seed or start (runc refusing a limit)
+        is removed, and so are the volumes this create made (they hold nothing yet);
+        volumes that existed before (a recreate's workspace) are kept with their work.
+        """
+        fresh = [
+            m.source
+            for m in spec.mounts
+            if m.kind == "volume" and not self.backend.volume_exists(m.source)
+        ]
         try:
+            self.backend.create(spec)
             self.hooks.after_create(spec, self.backend)
+            self.backend.start(spec.name)
         except Exception:
-            # Never leave a created-but-unseeded container behind: the next apply
-            # would see the right spec hash and only start it.
-            self.backend.remove(spec.name)
+            with contextlib.suppress(Exception):
+                self.backend.remove(spec.name)
+            for volume in fresh:
+                with contextlib.suppress(Exception):
+                    self.backend.remove_volume(volume)
             raise
-        self.backend.start(spec.name)
 
 
 def _describe(exc: BaseException) -> str:

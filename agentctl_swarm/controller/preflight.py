@@ -1,8 +1,8 @@
 """Checks that need the host but must pass before anything changes.
 
-Secret values are read here (from the host env or a file) and handed to the executor
-in memory only; an unreadable secret, a missing image or a missing bind-mount source is
-reported at its place in the fleet file, and the apply stops before touching Podman.
+A missing tool, a missing image, a missing bind-mount source or a mount that resolves to a
+sensitive host path is reported at its place in the fleet file, and the apply stops
+before touching Podman. (Secret values are read by controller/secrets.py.)
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 from agentctl_swarm.core.errors import AgentctlError
 from agentctl_swarm.fleet.loader import FleetError, LoadedFleet, Loc, Problem, agent_field_sources
-from agentctl_swarm.fleet.model import SecretSpec
-from agentctl_swarm.fleet.render import ContainerSpec, secret_name
+from agentctl_swarm.fleet.model import VolumeSpec
+from agentctl_swarm.fleet.paths import sensitive_match
+from agentctl_swarm.fleet.render import ContainerSpec
 
 if TYPE_CHECKING:
     from agentctl_swarm.podman.backend import PodmanBackend
@@ -41,45 +42,35 @@ def check_tools(path: str | None = None) -> None:
         )
 
 
-def secret_values(
-    loaded: LoadedFleet, *, environ: dict[str, str] | None = None
-) -> dict[str, bytes]:
-    """Podman secret name -> value for every secret the fleet uses; FleetError if any is missing."""
-    env = os.environ if environ is None else environ
-    values: dict[str, bytes] = {}
-    problems: list[Problem] = []
-    for loc, secret in _secrets(loaded):
-        name = secret_name(loaded.fleet.name, secret.name)
-        if secret.from_env is not None:
-            value = env.get(secret.from_env)
-            if value is None:
-                problems.append(
-                    loaded.locate(
-                        (*loc, "from_env"),
-                        f"environment variable {secret.from_env} is not set; "
-                        "export it before applying",
-                    )
-                )
-                continue
-            values[name] = value.encode()
-        elif secret.from_file is not None:
-            path = Path(secret.from_file).expanduser()
-            if not path.is_absolute():
-                path = loaded.path.parent / path
-            try:
-                values[name] = path.read_bytes()
-            except OSError as exc:
-                problems.append(
-                    loaded.locate((*loc, "from_file"), f"cannot read {path}: {exc.strerror or exc}")
-                )
-    if problems:
-        raise FleetError(problems)
-    return values
+def check_host(
+    loaded: LoadedFleet,
+    specs: Sequence[ContainerSpec],
+    backend: PodmanBackend,
+    *,
+    protect: tuple[str, ...] = (),
+) -> None:
+    """Images exist, bind-mount sources exist and do not resolve (through symlinks) to a
+    sensitive host path; FleetError naming the place otherwise.
 
-
-def check_host(loaded: LoadedFleet, specs: Sequence[ContainerSpec], backend: PodmanBackend) -> None:
-    """Images exist and bind-mount sources exist; FleetError naming the place otherwise."""
+    ``protect``: more host paths no agent may mount (the state dir, the Podman socket).
+    """
     problems: list[Problem] = []
+    home = os.path.realpath(os.path.expanduser("~"))
+    extra = tuple(os.path.realpath(p) for p in protect)
+    for loc, volume in _volumes(loaded):
+        if not volume.is_host_path or volume.allow_sensitive:
+            continue
+        resolved = os.path.realpath(os.path.expanduser(volume.source))
+        hit = sensitive_match(resolved, extra=extra, home=home)
+        if hit:
+            problems.append(
+                loaded.locate(
+                    (*loc, "source"),
+                    f"{volume.source!r} resolves to {resolved}, which exposes {hit} "
+                    "(credentials or host control) to the agent; set `allow_sensitive: true` "
+                    "on this volume if you mean it",
+                )
+            )
     images_seen: dict[str, bool] = {}
     for index, agent in enumerate(loaded.fleet.agents):
         image = next((s.image for s in specs if s.role == agent.role), None)
@@ -110,17 +101,16 @@ def check_host(loaded: LoadedFleet, specs: Sequence[ContainerSpec], backend: Pod
         raise FleetError(_unique(problems))
 
 
-def _secrets(loaded: LoadedFleet) -> Iterator[tuple[Loc, SecretSpec]]:
-    for base, spec in agent_field_sources(loaded.fleet):
-        for index, secret in enumerate(spec.secrets or []):
-            yield (*base, "secrets", index), secret
-
-
 def _bind_sources(loaded: LoadedFleet) -> Iterator[tuple[Loc, str]]:
+    for loc, volume in _volumes(loaded):
+        if volume.is_host_path:
+            yield (*loc, "source"), volume.source
+
+
+def _volumes(loaded: LoadedFleet) -> Iterator[tuple[Loc, VolumeSpec]]:
     for base, spec in agent_field_sources(loaded.fleet):
         for index, volume in enumerate(spec.volumes or []):
-            if volume.is_host_path:
-                yield (*base, "volumes", index, "source"), volume.source
+            yield (*base, "volumes", index), volume
 
 
 def _repo_paths(loaded: LoadedFleet) -> Iterator[tuple[Loc, str]]:

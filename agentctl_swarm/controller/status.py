@@ -93,12 +93,37 @@ def _status(backend: PodmanBackend, observed: ObservedContainer) -> AgentStatus:
         fleet=observed.fleet,
         role=observed.role,
         state=observed.state,
-        agent_status=str(state.get("status", "-")) if state else "-",
+        agent_status=true_status(observed, str(state.get("status")) if state else None),
         restarts=container_restarts + supervisor_restarts,
         container_id=observed.id,
         uptime_seconds=uptime,
         spec_hash=observed.spec_hash,
     )
+
+
+# What the supervisor writes when it ends on its own: still true after the container stops.
+_FINAL = {"stopped", "fatal", "degraded", "crashed"}
+
+
+def true_status(observed: ObservedContainer, supervisor: str | None) -> str:
+    """The agent's status as it really is now.
+
+    state.json holds the supervisor's last word; when Podman killed the container (or it
+    died) the supervisor never got to update it, so "running" there would be a lie: the
+    container's own state and exit code say what happened instead.
+    """
+    if observed.state in {"running", "paused", "stopping"}:
+        return supervisor or "-"
+    if supervisor in _FINAL:
+        return supervisor
+    code = observed.exit_code
+    if observed.state in {"created", "configured", "initialized"}:
+        return "not started"
+    if code in (137, -9):
+        return "killed (SIGKILL)"
+    if code == 143:
+        return "stopped (SIGTERM)"
+    return f"exited ({code})" if code is not None else observed.state
 
 
 def _supervisor_state(backend: PodmanBackend, name: str) -> dict[str, object] | None:

@@ -96,7 +96,27 @@ def parse_fleet(
             [Problem(filename, 1, 1, "", "the top level must be a mapping (apiVersion, kind, ...)")]
         )
     try:
-        fleet = Fleet.model_validate(_plain(tree))
+        plain = _plain(tree)
+    except _TooBig as exc:
+        raise FleetError(
+            [
+                Problem(
+                    filename,
+                    1,
+                    1,
+                    "",
+                    f"the file expands to more than {MAX_NODES} values (YAML aliases "
+                    "repeated inside each other?); write the values out or use fewer aliases",
+                )
+            ]
+        ) from exc
+    except RecursionError as exc:
+        raise FleetError([Problem(filename, 1, 1, "", "the file is nested too deeply")]) from exc
+    # Top-level keys starting with "x-" are the user's own (e.g. anchors for `<<: *x`),
+    # as in compose files; they are not part of the fleet.
+    plain = {k: v for k, v in plain.items() if not (isinstance(k, str) and k.startswith("x-"))}
+    try:
+        fleet = Fleet.model_validate(plain)
     except ValidationError as exc:
         problems = [_from_pydantic(err, tree, filename) for err in exc.errors()]
         raise FleetError(_dedupe(problems)) from exc
@@ -195,12 +215,27 @@ def _parse_yaml(text: str, filename: str) -> Any:
         raise FleetError([Problem(filename, 1, 1, "", f"cannot parse YAML: {exc}")]) from exc
 
 
-def _plain(node: Any) -> Any:
-    """ruamel's commented containers as plain dicts/lists for pydantic."""
+# A fleet file expands to a few thousand values; YAML aliases can make a small file
+# expand to billions ("billion laughs"). Expansion stops here, with a located error.
+MAX_NODES = 100_000
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _plain(node: Any, budget: list[int] | None = None) -> Any:
+    """ruamel's commented containers as plain dicts/lists for pydantic (bounded size)."""
+    budget = budget if budget is not None else [MAX_NODES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooBig
     if isinstance(node, CommentedMap):
-        return {str(k) if not isinstance(k, str) else k: _plain(v) for k, v in node.items()}
+        return {
+            (k if isinstance(k, str) else str(k)): _plain(v, budget) for k, v in node.items()
+        }
     if isinstance(node, CommentedSeq):
-        return [_plain(v) for v in node]
+        return [_plain(v, budget) for v in node]
     return node
 
 
@@ -215,8 +250,7 @@ def _position(tree: Any, loc: Loc, *, key: bool) -> tuple[int, int]:
     for depth, part in enumerate(loc):
         last = depth == len(loc) - 1
         if isinstance(node, CommentedMap) and part in node:
-            kline, kcol = node.lc.key(part)
-            vline, vcol = node.lc.value(part)
+            kline, kcol, vline, vcol = _key_value_marks(node, part)
             line, col = (kline + 1, kcol + 1) if (key and last) else (vline + 1, vcol + 1)
             node = node[part]
         elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
@@ -226,6 +260,22 @@ def _position(tree: Any, loc: Loc, *, key: bool) -> tuple[int, int]:
         else:
             break
     return line, col
+
+
+def _key_value_marks(node: CommentedMap, key: Any) -> tuple[int, int, int, int]:
+    """Where ``key`` and its value stand; a key merged in with ``<<: *anchor`` is found
+    in the anchored mapping (ruamel keeps positions only there)."""
+    merged = getattr(node, "merge", None) or []
+    sources = [m[1] if isinstance(m, tuple) else m for m in merged]
+    for source in [node, *sources]:
+        try:
+            kline, kcol = source.lc.key(key)
+            vline, vcol = source.lc.value(key)
+            return kline, kcol, vline, vcol
+        except (KeyError, TypeError, AttributeError):
+            continue
+    line, col = (node.lc.line, node.lc.col) if hasattr(node, "lc") else (0, 0)
+    return line, col, line, col
 
 
 def _dotted(loc: Loc) -> str:

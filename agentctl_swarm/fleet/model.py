@@ -8,62 +8,90 @@ of I/O means every rule here is unit-tested without Podman.
 
 from __future__ import annotations
 
+import math
 import re
-from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from agentctl_swarm.fleet.paths import (
+    RESERVED_TARGETS,
+    normalise_host_path,
+    sensitive_match,
+    shadows_reserved,
+)
 
 API_VERSION = "agentctl.io/v1"
 RESERVED_LABEL_PREFIX = "io.agentctl."
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmg]?)i?b?$", re.IGNORECASE)
-_MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-
-# Host paths that hold credentials or control the host. Mounting one hands the agent
-# the keys to something outside its box, so it needs an explicit `allow_sensitive`.
-SENSITIVE_PATHS = (
-    "/",
-    "~/.ssh",
-    "~/.aws",
-    "~/.config/gcloud",
-    "~/.azure",
-    "~/.kube",
-    "~/.docker",
-    "~/.gnupg",
-    "~/.netrc",
-    "~/.git-credentials",
-    "~/.config/gh",
-    "~/.agentchat",
-    "/var/run/docker.sock",
-    "/run/docker.sock",
-    "/run/podman",
-    "/var/run/podman",
-    "/run/user",
-    "/etc",
-    "/root",
-    "/var/lib/containers",
+# \Z, not $: "$" also matches before a trailing newline, which would then end up in
+# lock, volume and container names.
+NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?\Z")
+ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+VOLUME_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+# [registry[:port]/]path[:tag][@algo:digest], lower-case path components (OCI rules).
+IMAGE_RE = re.compile(
+    r"(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[A-Fa-f0-9]{32,})?\Z"
 )
+_MEMORY_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?\Z", re.IGNORECASE)
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+MIN_MEMORY = 6 * 1024**2  # Podman refuses less
+MAX_MEMORY = 1024**4  # 1 TiB: anything above is a typo, not a plan
+MAX_CPUS = 1024.0
+MAX_PIDS = 4_194_304  # the kernel's pid_max ceiling
+MAX_SECONDS = 7 * 24 * 3600.0
+
+# Environment names the supervisor and runner set themselves; a fleet value would be
+# overwritten (or would overwrite ours), so it is refused where it is written.
+RESERVED_ENV_PREFIXES = ("AGENTCTL_",)
+RESERVED_ENV = frozenset({"AGENT_NAME", "AGENTCHAT_URL", "HOME", "CLAUDE_CONFIG_DIR"})
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 
 def parse_memory(value: str | int) -> int:
-    """Turn ``512m`` / ``1g`` / ``1.5G`` / a byte count into bytes."""
+    """Turn ``512m`` / ``1g`` / ``1.5G`` / a byte count into bytes (6m .. 1t)."""
     if isinstance(value, bool):
         raise ValueError("memory must be a size like 512m or 2g")
     if isinstance(value, int):
-        if value <= 0:
-            raise ValueError("memory must be positive")
-        return value
-    match = _MEMORY_RE.match(value.strip())
-    if not match:
-        raise ValueError(f"{value!r} is not a size; write it like 512m or 2g")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    size = int(number * _MEMORY_UNITS[unit])
-    if size < 6 * 1024**2:
-        raise ValueError(f"{value!r} is below Podman's minimum of 6m")
+        size = value
+    else:
+        match = _MEMORY_RE.match(value.strip())
+        if not match:
+            raise ValueError(f"{value!r} is not a size; write it like 512m or 2g")
+        number, unit = float(match.group(1)), match.group(2).lower()
+        size = int(number * _MEMORY_UNITS[unit])
+    if size < MIN_MEMORY:
+        raise ValueError(f"{value!r} is below Podman's minimum of 6m (6291456 bytes)")
+    if size > MAX_MEMORY:
+        raise ValueError(f"{value!r} is more than 1t; write it like 512m or 2g")
     return size
+
+
+def _finite(what: str, value: float, *, low: float, high: float, strict: bool) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number")
+    if (value <= low) if strict else (value < low):
+        raise ValueError(f"{what} must be {'greater than' if strict else 'at least'} {low:g}")
+    if value > high:
+        raise ValueError(f"{what} must be at most {high:g}")
+    return value
 
 
 class _Strict(BaseModel):
@@ -89,8 +117,10 @@ class Resources(_Strict):
     @field_validator("cpus")
     @classmethod
     def _cpus(cls, value: float | None) -> float | None:
-        if value is not None and value <= 0:
+        if value is not None and (not math.isfinite(value) or value <= 0):
             raise ValueError("cpus must be greater than 0, e.g. 1 or 0.5")
+        if value is not None and value > MAX_CPUS:
+            raise ValueError(f"cpus must be at most {MAX_CPUS:g}")
         return value
 
     @field_validator("pids")
@@ -98,6 +128,8 @@ class Resources(_Strict):
     def _pids(cls, value: int | None) -> int | None:
         if value is not None and value < 16:
             raise ValueError("pids must be at least 16 (the agent chain needs a few processes)")
+        if value is not None and value > MAX_PIDS:
+            raise ValueError(f"pids must be at most {MAX_PIDS}")
         return value
 
     def merged_over(self, base: Resources | None) -> Resources:
@@ -116,8 +148,8 @@ class Resources(_Strict):
 class VolumeSpec(_Strict):
     """A host path or named volume mounted into every replica of an agent."""
 
-    source: str = Field(description="Absolute host path, ~/path, or a named volume.")
-    target: str = Field(description="Absolute path inside the container.")
+    source: Text = Field(description="Absolute host path, ~/path, or a named volume.")
+    target: Text = Field(description="Absolute path inside the container.")
     read_only: bool = False
     allow_sensitive: bool = Field(
         default=False,
@@ -129,8 +161,14 @@ class VolumeSpec(_Strict):
     def _target(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError(f"target {value!r} must be an absolute path like /data")
-        if value in {"/workspace", "/state"}:
-            raise ValueError(f"{value} is reserved for the agent's own volume")
+        if ":" in value or ".." in value.split("/"):
+            raise ValueError(f"target {value!r} must not contain ':' or '..'")
+        clean = normalise_host_path(value)
+        if shadows_reserved(clean):
+            raise ValueError(
+                f"target {value!r} would hide the agent's own "
+                f"{', '.join(RESERVED_TARGETS)} mounts; pick another path like /data"
+            )
         return value
 
     @field_validator("source")
@@ -142,6 +180,8 @@ class VolumeSpec(_Strict):
             raise ValueError(
                 f"source {value!r} is neither an absolute path (/x, ~/x) nor a volume name"
             )
+        if value.startswith(("/", "~")) and (":" in value or ".." in value.split("/")):
+            raise ValueError(f"source {value!r} must not contain ':' or '..'; write the real path")
         return value
 
     @property
@@ -149,20 +189,21 @@ class VolumeSpec(_Strict):
         return self.source.startswith(("/", "~"))
 
     def sensitive_match(self) -> str | None:
-        """The sensitive path this mount exposes, if any (the source is it, or lies inside it,
-        or contains it)."""
+        """The sensitive path this mount exposes, if any (lexically, before the host is
+        consulted; apply checks again after resolving symlinks)."""
         if not self.is_host_path:
             return None
-        src = _normalise(self.source)
-        for raw in SENSITIVE_PATHS:
-            sensitive = _normalise(raw)
-            if src == sensitive or (sensitive != "/" and src.startswith(sensitive + "/")):
-                return raw
-            if src != "/" and sensitive.startswith(src.rstrip("/") + "/"):
-                return raw
-        if src == "/":
-            return "/"
-        return None
+        return sensitive_match(normalise_host_path(self.source))
+
+
+def _check_env_key(key: str) -> None:
+    if not ENV_KEY_RE.match(key):
+        raise ValueError(f"{key!r} is not a valid environment variable name")
+    if key in RESERVED_ENV or key.startswith(RESERVED_ENV_PREFIXES):
+        raise ValueError(
+            f"{key} is set by agentctl itself; choose another name "
+            "(the fleet's `server:` sets AGENTCHAT_URL)"
+        )
 
 
 def _dns_name(what: str, value: str) -> str:
@@ -175,25 +216,31 @@ def _dns_name(what: str, value: str) -> str:
     return value
 
 
-def _normalise(path: str) -> str:
-    """Compare paths without touching the file system (``~`` kept symbolic)."""
-    return str(PurePosixPath(path))
-
-
 class SecretSpec(_Strict):
     """A secret handed to the agent as a Podman secret; the value never enters the fleet."""
 
     name: str = Field(description="Secret name; also the env var name unless `env` is given.")
-    from_env: str | None = Field(default=None, description="Read the value from this host env var.")
-    from_file: str | None = Field(default=None, description="Read the value from this host file.")
+    from_env: Text | None = Field(
+        default=None, description="Read the value from this host env var."
+    )
+    from_file: Text | None = Field(
+        default=None, description="Read the value from this host file."
+    )
     env: str | None = Field(default=None, description="Expose as this env var (default: name).")
     as_file: bool = Field(default=False, description="Mount at /run/secrets/<name> instead.")
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not ENV_KEY_RE.match(value):
+        if not ENV_KEY_RE.match(value) or len(value) > 128:
             raise ValueError(f"{value!r} is not a valid secret name; use letters, digits and _")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_env_key(value)
         return value
 
     @model_validator(mode="after")
@@ -206,13 +253,13 @@ class SecretSpec(_Strict):
 class RepoSpec(_Strict):
     """Where an agent's workspace is seeded from."""
 
-    url: str | None = Field(default=None, description="A git URL, cloned on the host first.")
-    path: str | None = Field(default=None, description="A git repository on the host.")
-    branch: str = Field(default="main", description="The base branch to start from.")
-    work_branch: str = Field(
+    url: Text | None = Field(default=None, description="A git URL, cloned on the host first.")
+    path: Text | None = Field(default=None, description="A git repository on the host.")
+    branch: Text = Field(default="main", description="The base branch to start from.")
+    work_branch: Text = Field(
         default="swarm/{agent}/work", description="The branch the agent works on."
     )
-    copy_ignored: list[str] = Field(
+    copy_ignored: list[Text] = Field(
         default_factory=list, description="Ignored files (e.g. .env) to copy in as well."
     )
 
@@ -226,19 +273,24 @@ class RepoSpec(_Strict):
 class PushSpec(_Strict):
     """Push synced branches on to a remote of the host repo."""
 
-    remote: str
+    remote: Text
 
 
 class SyncSpec(_Strict):
     """How agents' work comes out of their containers into host git repos."""
 
-    into: str | None = Field(
+    into: Text | None = Field(
         default=None, description="Host repo to land work in (default: the seeding repo)."
     )
-    interval: float = Field(default=30.0, gt=0, description="Seconds between syncs.")
+    interval: float = Field(default=30.0, description="Seconds between syncs.")
     push: PushSpec | None = None
-    max_bundle_mb: int = Field(default=512, gt=0)
-    timeout: float = Field(default=120.0, gt=0, description="Seconds one agent's sync may take.")
+    max_bundle_mb: int = Field(default=512, gt=0, le=1024 * 1024)
+    timeout: float = Field(default=120.0, description="Seconds one agent's sync may take.")
+
+    @field_validator("interval", "timeout")
+    @classmethod
+    def _seconds(cls, value: float) -> float:
+        return _finite("seconds", value, low=0, high=MAX_SECONDS, strict=True)
 
 
 Network = Literal["host", "none", "bridge"]
@@ -252,16 +304,33 @@ class _AgentFields(_Strict):
     image: str | None = None
     resources: Resources | None = None
     network: Network | None = None
-    env: dict[str, str] | None = None
+    env: dict[str, Text] | None = None
     volumes: list[VolumeSpec] | None = None
     secrets: list[SecretSpec] | None = None
-    labels: dict[str, str] | None = None
+    labels: dict[str, Text] | None = None
     restart: RestartPolicy | None = None
-    restart_retries: int | None = Field(default=None, ge=0)
+    restart_retries: int | None = Field(default=None, ge=0, le=1000)
     grace_seconds: float | None = Field(
-        default=None, gt=0, description="How long the agent gets to stop before SIGKILL."
+        default=None, description="How long the agent gets to stop before SIGKILL."
     )
     repo: RepoSpec | None = None
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 255 or not IMAGE_RE.match(value)):
+            raise ValueError(
+                f"{value!r} is not an image reference; write it like "
+                "localhost/agentctl-agent:latest or docker.io/library/python:3.11"
+            )
+        return value
+
+    @field_validator("grace_seconds")
+    @classmethod
+    def _grace(cls, value: float | None) -> float | None:
+        if value is not None:
+            _finite("grace_seconds", value, low=0, high=3600, strict=True)
+        return value
 
     @field_validator("env", mode="before")
     @classmethod
@@ -270,8 +339,9 @@ class _AgentFields(_Strict):
             return value
         out: dict[object, object] = {}
         for key, item in value.items():
-            if not isinstance(key, str) or not ENV_KEY_RE.match(key):
+            if not isinstance(key, str):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
+            _check_env_key(key)
             if isinstance(item, bool):
                 item = "true" if item else "false"
             elif isinstance(item, int | float):
@@ -283,6 +353,8 @@ class _AgentFields(_Strict):
     @classmethod
     def _labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         for key in value or {}:
+            if not key or "\x00" in key or "=" in key:
+                raise ValueError(f"label {key!r} is not a valid label name")
             if key.startswith(RESERVED_LABEL_PREFIX):
                 raise ValueError(f"label {key!r} uses the reserved prefix {RESERVED_LABEL_PREFIX}")
         return value
@@ -298,7 +370,7 @@ class AgentSpec(_AgentFields):
     role: str = Field(description="Role name: lowercase letters, digits and dashes.")
     replicas: int = Field(default=1, ge=0, le=999)
     runtime: Runtime = Field(default="command", description="What the supervisor runs.")
-    command: list[str] | None = Field(default=None, description="argv of the agent process.")
+    command: list[Text] | None = Field(default=None, description="argv of the agent process.")
 
     @field_validator("role")
     @classmethod
@@ -323,7 +395,7 @@ class Metadata(_Strict):
     """Identifies the fleet; its name scopes every container, volume and secret."""
 
     name: str = Field(description="Fleet name: lowercase letters, digits and dashes.")
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, Text] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -341,7 +413,7 @@ class Fleet(_Strict):
     agents: Annotated[list[AgentSpec], Field(min_length=1)]
     repo: RepoSpec | None = None
     sync: SyncSpec = Field(default_factory=SyncSpec)
-    server: str | None = Field(
+    server: Text | None = Field(
         default=None, description="AgentChat server URL (default: the embedded server)."
     )
 

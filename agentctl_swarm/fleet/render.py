@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ LABEL_SPEC_HASH = "io.agentctl.spec-hash"
 LABEL_KIND = "io.agentctl.kind"
 
 DEFAULT_IMAGE = "localhost/agentctl-agent:latest"
+SECRET_PREFIX = "agentctl-"
 DEFAULT_GRACE = 10.0
 DEFAULT_RESOURCES = Resources(memory="512m", cpus=1.0, pids=256)
 WORKSPACE_DIR = "/workspace"
@@ -75,6 +77,7 @@ class ContainerSpec:
     restart_retries: int | None
     grace_seconds: float
     user: str = f"{AGENT_UID}:{AGENT_UID}"
+    userns: str = "auto"  # own user namespace per agent (rootful Podman; see podman/backend)
     repo: RepoSpec | None = None
     spec_hash: str = field(default="", compare=False)
 
@@ -106,8 +109,23 @@ def volume_name(fleet: str, agent: str, purpose: str) -> str:
     return f"{fleet}-{agent}-{purpose}"
 
 
-def secret_name(fleet: str, name: str) -> str:
-    return f"agentctl-{fleet}-{name.lower()}"
+def secret_name(fleet: str, role: str, name: str, version: str | None = None) -> str:
+    """The Podman secret that carries one role's secret ``name``.
+
+    Per role, so two roles' ``TOKEN`` from different sources never share one secret; the
+    exact name's digest keeps ``API_KEY`` and ``api_key`` apart (Podman secret names
+    are compared without regard to case here); ``version`` (a keyed digest of the value,
+    see controller/secrets.py) changes the name when the value is rotated, so the spec
+    hash changes and apply recreates the agent with the new value.
+    """
+    tag = hashlib.sha256(name.encode()).hexdigest()[:6]
+    base = f"{SECRET_PREFIX}{fleet}-{role}-{name.lower()}-{tag}"
+    return f"{base}-{version}" if version else base
+
+
+def fleet_secret_prefix(fleet: str) -> str:
+    """Every Podman secret of ``fleet`` starts with this (used to list and clean them)."""
+    return f"{SECRET_PREFIX}{fleet}-"
 
 
 def role_of(agent: str) -> str | None:
@@ -125,20 +143,50 @@ def repo_for(fleet: Fleet, agent: str) -> RepoSpec | None:
     return (spec.repo if spec else None) or fleet.defaults.repo or fleet.repo
 
 
-def render_fleet(fleet: Fleet, *, home: Path, server_url: str | None = None) -> list[ContainerSpec]:
+SecretVersions = Mapping[tuple[str, str], str]
+
+
+def render_fleet(
+    fleet: Fleet,
+    *,
+    home: Path,
+    server_url: str | None = None,
+    secret_versions: SecretVersions | None = None,
+) -> list[ContainerSpec]:
     """Every agent of the fleet, replicas expanded, in a stable order.
 
-    ``home`` expands ``~`` in host paths; the caller passes it (pure: no environment).
+    ``home`` expands ``~`` in host paths; ``secret_versions`` maps (role, secret name) to
+    a digest of its current value. The caller passes both (pure: no environment).
     """
     specs: list[ContainerSpec] = []
     for agent in fleet.agents:
         for index in range(agent.replicas):
-            specs.append(render_agent(fleet, agent, index, home=home, server_url=server_url))
+            specs.append(
+                render_agent(
+                    fleet,
+                    agent,
+                    index,
+                    home=home,
+                    server_url=server_url,
+                    secret_versions=secret_versions,
+                )
+            )
     return specs
 
 
+def role_secrets(fleet: Fleet, agent: AgentSpec) -> list[SecretSpec]:
+    """The secrets one role receives: its own entries over the defaults', by name."""
+    return _merge_secrets(fleet.defaults.secrets or [], agent.secrets or [])
+
+
 def render_agent(
-    fleet: Fleet, agent: AgentSpec, index: int, *, home: Path, server_url: str | None = None
+    fleet: Fleet,
+    agent: AgentSpec,
+    index: int,
+    *,
+    home: Path,
+    server_url: str | None = None,
+    secret_versions: SecretVersions | None = None,
 ) -> ContainerSpec:
     """One replica of ``agent``: defaults merged, names derived, hardened, hashed."""
     d = fleet.defaults
@@ -188,7 +236,8 @@ def render_agent(
             )
         )
 
-    secrets = _merge_secrets(d.secrets or [], agent.secrets or [])
+    secrets = role_secrets(fleet, agent)
+    versions = secret_versions or {}
     # Secrets always travel as files under /run/secrets: Podman 4.x shows env-type secret
     # values in `podman inspect`. The supervisor exports the env-type ones into the agent's
     # environment from this map (env var name -> file name), so values never appear in
@@ -221,7 +270,9 @@ def render_agent(
         mounts=mounts,
         secrets=[
             SecretRef(
-                podman_name=secret_name(fleet.name, s.name),
+                podman_name=secret_name(
+                    fleet.name, agent.role, s.name, versions.get((agent.role, s.name))
+                ),
                 name=s.name,
                 env=None if s.as_file else (s.env or s.name),
                 source_env=s.from_env,

@@ -69,6 +69,7 @@ class PodmanBackend:
         self.calls = CallCounter()
         self._client: PodmanClient | None = None
         self._lock = threading.Lock()
+        self._rootless: bool | None = None
 
     # -- connection -------------------------------------------------------------------
 
@@ -193,6 +194,31 @@ class PodmanBackend:
         with contextlib.suppress(NotFound, APIError):
             self.client.secrets.remove(name)
 
+    def list_secrets(self, prefix: str) -> list[str]:
+        """Names of the secrets that start with ``prefix`` (never their values)."""
+        try:
+            found = self.client.secrets.list()
+        except APIError as exc:
+            raise PodmanError(f"listing secrets failed: {_short(exc)}") from exc
+        return sorted(s.name for s in found if s.name and s.name.startswith(prefix))
+
+    def volume_exists(self, name: str) -> bool:
+        try:
+            return bool(self.client.volumes.exists(name))
+        except APIError:
+            return False
+
+    @property
+    def rootless(self) -> bool:
+        """Whether the engine runs rootless (then it is a user namespace already)."""
+        if self._rootless is None:
+            try:
+                info = self.client.info()
+                self._rootless = bool(info.get("host", {}).get("security", {}).get("rootless"))
+            except APIError as exc:
+                raise PodmanError(f"podman info failed: {_short(exc)}") from exc
+        return self._rootless
+
     def create(self, spec: ContainerSpec) -> str:
         """Create (not start) the container for ``spec``, with its volumes; returns its id."""
         vol_labels = {LABEL_FLEET: spec.fleet, LABEL_AGENT: spec.agent, LABEL_KIND: "volume"}
@@ -238,6 +264,21 @@ class PodmanBackend:
             kwargs["cpu_quota"] = spec.nano_cpus * 100_000 // 1_000_000_000
         if spec.pids:
             kwargs["pids_limit"] = spec.pids
+        if spec.userns == "auto" and not self.rootless:
+            # Agents run in their own user namespace: uid 1000 inside is a subordinate id
+            # no host user has, so host users cannot read the agent's /proc/PID/environ.
+            # With host networking the kernel refuses a fresh sysfs inside a new user
+            # namespace; the host's /sys is bound read-only instead (what rootless
+            # Podman does). Named volumes get :U so their files follow the mapping.
+            kwargs["userns_mode"] = "auto"
+            # The API does not derive the id mapping from the mode as the CLI does.
+            kwargs["idmappings"] = {"AutoUserNs": True, "AutoUserNsOpts": {"Size": 65536}}
+            if spec.network == "host":
+                mounts.append(
+                    {"type": "bind", "source": "/sys", "target": "/sys", "read_only": True}
+                )
+            for volume in volumes.values():
+                volume["extended_mode"] = ["U"]
         if spec.secrets:  # as files only: env-type secrets show up in `podman inspect`
             kwargs["secrets"] = [
                 {"source": s.podman_name, "target": s.name, "uid": 1000, "gid": 1000, "mode": 0o400}

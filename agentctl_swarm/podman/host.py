@@ -43,6 +43,11 @@ PODMAN_DEFAULT_RLIMIT = 1_048_576
 NPROC_CAP = 4096
 CAP_SYS_RESOURCE = 24
 RLIMIT_NAMES = ("nofile", "nproc")
+# Rootful Podman's --userns=auto takes per-container uid/gid ranges from the subordinate
+# ids of the user "containers"; the upper half of the 32-bit id space is what Podman's
+# documentation suggests and no login user has.
+USERNS_SUBID_LINE = "containers:2147483647:2147483648"
+SUBID_FILES = (Path("/etc/subuid"), Path("/etc/subgid"))
 
 CgroupMode = Literal["v2", "hybrid", "v1", "unknown"]
 Severity = Literal["ok", "problem"]
@@ -83,6 +88,7 @@ class Observation:
     socket_ok: bool = False
     systemd: bool = False
     probe: ProbeResult | None = None
+    subid_files: Mapping[str, str] = field(default_factory=dict)  # /etc/subuid -> its text
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,18 @@ class WriteDropin:
 
 
 @dataclass(frozen=True)
+class AddSubids:
+    """Give the `containers` user a subordinate id range, which `--userns=auto` takes
+    its per-container ranges from (agents then run as uids no host user has)."""
+
+    paths: tuple[Path, ...]
+    line: str = USERNS_SUBID_LINE
+
+    def describe(self) -> str:
+        return f"append '{self.line}' to {', '.join(str(p) for p in self.paths)}"
+
+
+@dataclass(frozen=True)
 class StartApiService:
     """Start the Podman API service on ``url`` (systemd socket unit or a detached process)."""
 
@@ -131,7 +149,7 @@ class StartApiService:
         return f"setsid podman system service --time=0 {self.url}"
 
 
-Action = InstallPackages | WriteDropin | StartApiService
+Action = InstallPackages | WriteDropin | AddSubids | StartApiService
 
 
 @dataclass(frozen=True)
@@ -362,6 +380,25 @@ def diagnose(obs: Observation, *, allow_install: bool = True) -> Diagnosis:
             else:
                 problem("config", f"{obs.dropin_path} needs root to write", content)
 
+    # user namespaces for agents (rootful only: rootless Podman is a user namespace)
+    if obs.is_root and obs.subid_files:
+        lacking = [
+            Path(name)
+            for name, text in sorted(obs.subid_files.items())
+            if not any(line.split(":", 1)[0] == "containers" for line in text.splitlines())
+        ]
+        if lacking:
+            problem(
+                "userns",
+                "no subordinate id range for `containers` in "
+                + ", ".join(str(p) for p in lacking)
+                + " (agents run in user namespaces, --userns=auto)",
+                f"adding '{USERNS_SUBID_LINE}'",
+            )
+            actions.append(AddSubids(tuple(lacking)))
+        else:
+            ok("userns", "agents get their own user namespace ranges (--userns=auto)")
+
     # the API socket
     path = _socket_path(obs.socket_url)
     if obs.socket_ok:
@@ -545,7 +582,20 @@ def observe(
         socket_ok=ping_socket(socket_url),
         systemd=Path("/run/systemd/system").is_dir() if systemd is None else systemd,
         probe=probe,
+        subid_files=_read_subids() if is_root else {},
     )
+
+
+def _read_subids() -> dict[str, str]:
+    out = {}
+    for path in SUBID_FILES:
+        try:
+            out[str(path)] = path.read_text()
+        except FileNotFoundError:
+            out[str(path)] = ""
+        except OSError:
+            continue
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -572,6 +622,15 @@ def apply(action: Action, *, log_dir: Path | None = None) -> str:
     if isinstance(action, WriteDropin):
         atomic_write(action.path, action.content)
         return f"wrote {action.path}"
+    if isinstance(action, AddSubids):
+        for path in action.paths:
+            try:
+                old = path.read_text()
+            except FileNotFoundError:
+                old = ""
+            sep = "" if not old or old.endswith("\n") else "\n"
+            atomic_write(path, f"{old}{sep}{action.line}\n")
+        return action.describe().replace("append", "appended", 1)
     if isinstance(action, StartApiService):
         return _start_service(action, log_dir)
     raise TypeError(action)  # pragma: no cover

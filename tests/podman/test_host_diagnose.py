@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from agentctl_swarm.podman.host import (
+    AddSubids,
     InstallPackages,
     Observation,
     ProbeResult,
@@ -252,3 +253,17 @@ def test_probe_output_classification():
     assert classify_probe("error setting rlimit type 7: operation not permitted") == "rlimit"
     assert classify_probe("crun: cgroups in hybrid mode not supported") == "runtime"
     assert classify_probe("no space left on device") == "other"
+
+
+def test_missing_subordinate_ids_for_user_namespaces_are_added():
+    lacking = replace(
+        HEALTHY, subid_files={"/etc/subuid": "cloudsdk:100000:65536\n", "/etc/subgid": ""}
+    )
+    diag = diagnose(lacking)
+    assert "userns" in checks(diag)
+    (action,) = [a for a in diag.actions if isinstance(a, AddSubids)]
+    assert action.paths == (Path("/etc/subgid"), Path("/etc/subuid"))
+    assert action.line.startswith("containers:")
+    present = {p: "containers:2147483647:2147483648\n" for p in ("/etc/subuid", "/etc/subgid")}
+    assert "userns" in checks(diagnose(replace(HEALTHY, subid_files=present)), "ok")
+    assert "userns" not in checks(diagnose(replace(lacking, is_root=False)))
