@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from agentctl_swarm.core.errors import UsageError
 
@@ -79,13 +79,11 @@ def load_settings(model: type[S], environ: Mapping[str, str] | None = None) -> S
     try:
         if environ is None:
             return model()
-        prefix = str(model.model_config.get("env_prefix", ""))
-        values = {
-            k[len(prefix) :].lower(): v
-            for k, v in environ.items()
-            if k.upper().startswith(prefix) and v != ""
-        }
-        return model.model_validate(values)
+        # pydantic-settings' own env source, fed this mapping instead of os.environ, so
+        # values decode exactly as they would from the process environment (JSON lists).
+        source = EnvSettingsSource(model)
+        source.env_vars = {k.lower(): v for k, v in environ.items() if v != ""}
+        return model.model_validate(source())
     except ValidationError as exc:
         prefix = str(model.model_config.get("env_prefix", ""))
         problems = []

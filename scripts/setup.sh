@@ -3,13 +3,14 @@
 #
 #   scripts/setup.sh [--no-build]
 #
-# 1. apt-get installs what is missing (python3-venv git podman runc debootstrap uidmap);
-#    skipped entirely when all are present.
-# 2. creates .venv and runs `pip install -e '.[dev]'` when .venv is missing or
-#    pyproject.toml changed since the last install (stamp file .venv/.agentctl-setup).
-# 3. `agentctl doctor --fix`: Podman runtime/rlimit fixes and the API socket.
+# 1. apt-get installs what is missing (python3-venv git podman runc debootstrap uidmap,
+#    and nodejs/npm when npm is absent); skipped entirely when all are present.
+# 2. creates .venv and installs the locked dependencies (requirements-dev.lock) and the
+#    project when .venv is missing or pyproject.toml / the lock changed since the last
+#    install (stamp file .venv/.agentctl-setup).
+# 3. `agentctl doctor --fix`: Podman runtime, rlimits, user-namespace ids, API socket.
 # 4. `agentctl build`: the offline base image (debootstrap) when missing, and the agent
-#    image when its inputs changed (--no-build skips this step).
+#    image with Claude Code when its inputs changed (--no-build skips this step).
 #
 # Runs as root (rootful Podman); re-executes itself with sudo otherwise. Needs no
 # terminal: works in CI (CI=true, no stdin). Set PYTHON to choose the interpreter.
@@ -24,13 +25,16 @@ BUILD=1
 for arg in "$@"; do
     case "$arg" in
         --no-build) BUILD=0 ;;
-        -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "setup.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
 
-say() { printf 'setup: %s\n' "$*"; }
-die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+# say/die, apt_ensure, python_check, venv_ensure: shared with the Lima node provisioning.
+# shellcheck disable=SC2034 # read by common.sh
+LOG_NAME=setup
+# shellcheck source-path=SCRIPTDIR source=../lima/provision/lib/common.sh
+. "$ROOT/lima/provision/lib/common.sh"
 
 if [ "$(id -u)" -ne 0 ]; then
     command -v sudo >/dev/null || die "run as root, or install sudo"
@@ -39,39 +43,29 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # --- 1. system packages ------------------------------------------------------------
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-    status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
-    [ "$status" = "install ok installed" ] || missing+=("$pkg")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    command -v apt-get >/dev/null || die "apt-get not found: install ${missing[*]} by hand"
-    say "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q </dev/null
-    apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
-else
-    say "system packages present (${PACKAGES[*]})"
+apt_ensure "${PACKAGES[@]}"
+# npm installs Claude Code for the agent image (`agentctl build`). Checked by command, not
+# package: NodeSource's nodejs provides npm itself and conflicts with Debian's npm.
+if ! command -v npm >/dev/null; then
+    apt_ensure nodejs npm
 fi
 
 # --- 2. the project's virtualenv ---------------------------------------------------
 PYTHON="${PYTHON:-python3}"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
-    command -v "$PYTHON" >/dev/null || die "$PYTHON not found (set PYTHON=/path/to/python3.11+)"
-    "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
-        || die "$PYTHON is $("$PYTHON" -V 2>&1); agentctl-swarm needs Python 3.11+ (set PYTHON)"
-    say "creating $VENV with $("$PYTHON" -V 2>&1)"
-    rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV"
-fi
-want="$(cat "$ROOT/pyproject.toml" <("$VENV/bin/python" -V 2>&1) | sha256sum | cut -d' ' -f1)"
+venv_ensure "$VENV" "$PYTHON"
+want="$(cat "$ROOT/pyproject.toml" "$ROOT/requirements-dev.lock" <("$VENV/bin/python" -V 2>&1) \
+    | sha256sum | cut -d' ' -f1)"
 have="$(cat "$STAMP" 2>/dev/null || true)"
 if [ "$want" != "$have" ]; then
-    say "installing the project into $VENV (pip install -e '.[dev]')"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[dev]" </dev/null
+    # The versions the tests passed with (requirements-dev.lock, with hashes; refresh it
+    # with scripts/lock.sh), then the project itself on top, without re-resolving.
+    say "installing the locked dependencies and the project into $VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --require-hashes \
+        -r "$ROOT/requirements-dev.lock" </dev/null
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$ROOT" </dev/null
     printf '%s\n' "$want" >"$STAMP"
 else
-    say "project already installed in $VENV (pyproject.toml unchanged)"
+    say "project already installed in $VENV (pyproject.toml and the lock file unchanged)"
 fi
 
 # --- 3. host checks and fixes ------------------------------------------------------

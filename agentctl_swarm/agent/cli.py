@@ -5,6 +5,7 @@ under tini, so each subcommand imports only what it needs.
 
 Subcommands:
   supervise -- CMD...   keep the agent process alive (agent/supervisor.py)
+  run                   take tasks from the work channel, run Claude Code (agent/runner.py)
   mcp                   agentchat-mcp stdio server for Claude Code (chat/mcp_server.py)
   workspace ...         prepare and export the git workspace (agent/workspace.py)
 """
@@ -16,6 +17,7 @@ import sys
 
 _COMMANDS: dict[str, tuple[str, str]] = {
     "supervise": ("agentctl_swarm.agent.supervisor", "keep the agent process alive"),
+    "run": ("agentctl_swarm.agent.runner", "take tasks and run Claude Code (runtime: claude)"),
     "mcp": ("agentctl_swarm.chat.mcp_server", "agentchat-mcp stdio server"),
     "workspace": ("agentctl_swarm.agent.workspace", "prepare and export the git workspace"),
 }

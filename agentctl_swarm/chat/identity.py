@@ -9,7 +9,11 @@ Why these exact bytes: the agent id is the first 16 hex chars of SHA-256 over th
 ``export({type:'spki', format:'pem'})`` writes (64-char lines, trailing newline).
 ``cryptography`` produces the same bytes. Identity files use upstream's JSON fields
 (``publicKey``, ``privateKey``, ``agentId``, ``name``, ``created``) so a file written
-by the node tools loads here and the reverse.
+by the node tools loads here and the reverse (owl/reference/agentchat-protocol.md,
+"Identity").
+
+Signatures cover the UTF-8 bytes of a text as JavaScript encodes it (a lone surrogate
+becomes U+FFFD), so a signature over any string verifies on either side.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,19 +37,24 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from agentctl_swarm.chat.text import utf8
+from agentctl_swarm.core.errors import UsageError
+from agentctl_swarm.core.files import atomic_write
+
 __all__ = [
     "Identity",
     "IdentityError",
     "agent_id_for",
     "identity_path",
     "is_valid_pubkey",
+    "load_or_create",
     "verify_signature",
 ]
 
 _SANITISE = re.compile(r"[^A-Za-z0-9_-]")
 
 
-class IdentityError(ValueError):
+class IdentityError(UsageError):
     """An identity file or key cannot be used; the message names the file and the fix."""
 
 
@@ -78,7 +86,7 @@ def verify_signature(public_pem: str, text: str, signature_b64: str) -> bool:
     except (binascii.Error, ValueError):
         return False
     try:
-        key.verify(sig, text.encode("utf-8"))
+        key.verify(sig, utf8(text))
     except (InvalidSignature, ValueError):
         return False
     return True
@@ -147,7 +155,10 @@ class Identity:
     @classmethod
     def from_private_pem(cls, name: str, private_pem: str, created: str | None = None) -> Identity:
         """Rebuild an identity from a PKCS#8 private key PEM (used by tests with fixed keys)."""
-        private = serialization.load_pem_private_key(private_pem.encode("ascii"), password=None)
+        try:
+            private = serialization.load_pem_private_key(private_pem.encode("ascii"), None)
+        except (ValueError, TypeError, UnicodeError) as exc:
+            raise IdentityError(f"not a PKCS#8 private key PEM ({exc})") from exc
         if not isinstance(private, Ed25519PrivateKey):
             raise IdentityError("private key is not Ed25519; AgentChat identities are Ed25519")
         return cls(
@@ -163,12 +174,12 @@ class Identity:
         p = Path(path)
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
             raise IdentityError(
                 f"{p}: identity file not found; create one with `agentctl chat whoami --as NAME`"
-            ) from None
+            ) from exc
         except (OSError, UnicodeError, json.JSONDecodeError) as exc:
-            raise IdentityError(f"{p}: not a readable JSON identity file ({exc})") from None
+            raise IdentityError(f"{p}: not a readable JSON identity file ({exc})") from exc
         if not isinstance(data, dict):
             raise IdentityError(f"{p}: identity file must hold a JSON object")
         pub = data.get("pubkey") or data.get("publicKey")
@@ -182,8 +193,8 @@ class Identity:
         if priv:
             try:
                 loaded = serialization.load_pem_private_key(str(priv).encode("ascii"), None)
-            except (ValueError, TypeError, UnicodeError):
-                raise IdentityError(f"{p}: field 'privateKey' is not a PKCS#8 PEM") from None
+            except (ValueError, TypeError, UnicodeError) as exc:
+                raise IdentityError(f"{p}: field 'privateKey' is not a PKCS#8 PEM") from exc
             if not isinstance(loaded, Ed25519PrivateKey):
                 raise IdentityError(f"{p}: field 'privateKey' is not an Ed25519 key")
             if _public_pem_of(loaded).strip() != pub.strip():
@@ -214,7 +225,7 @@ class Identity:
         """Base64 Ed25519 signature over the UTF-8 bytes of ``text``."""
         if self._private is None:
             raise IdentityError(f"identity {self.name!r} has no private key and cannot sign")
-        return base64.b64encode(self._private.sign(text.encode("utf-8"))).decode("ascii")
+        return base64.b64encode(self._private.sign(utf8(text))).decode("ascii")
 
     def to_json(self) -> str:
         """The identity file's text, laid out like upstream's ``JSON.stringify(data, null, 2)``."""
@@ -233,24 +244,33 @@ class Identity:
         """Write the identity file atomically with mode 0600.
 
         Like upstream, a ``.gitignore`` containing ``*`` is dropped into the
-        ``.agentchat`` root so private keys are never committed by accident.
+        ``.agentchat`` root so private keys are never committed by accident. An OS error
+        is an :class:`IdentityError` naming the file.
         """
         p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        _drop_gitignore(p.parent)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
         try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(self.to_json())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, p)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+            p.parent.mkdir(parents=True, exist_ok=True)
+            _drop_gitignore(p.parent)
+            atomic_write(p, self.to_json(), mode=0o600)
+        except OSError as exc:
+            raise IdentityError(
+                f"{p}: cannot write the identity file ({exc.strerror or exc})"
+            ) from exc
         return p
+
+
+def load_or_create(path: Path, name: str) -> tuple[Identity, bool]:
+    """The identity stored at ``path``, or a new one called ``name`` saved there.
+
+    Returns ``(identity, created)``. The one way every client side (``agentctl chat``,
+    agentchat-mcp) gets its key, so they agree on files and errors: an unreadable or
+    corrupt file is an :class:`IdentityError` naming it, never silently replaced.
+    """
+    if path.exists():
+        return Identity.load(path), False
+    ident = Identity.generate(name)
+    ident.save(path)
+    return ident, True
 
 
 def _drop_gitignore(directory: Path) -> None:

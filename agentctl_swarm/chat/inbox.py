@@ -11,18 +11,29 @@ and the same cursor idea, with two fixes:
   in the same millisecond are neither lost nor returned twice.
 
 ``select_new`` is pure (unit-tested); :class:`Inbox` is the small file edge.
+
+Frames come from the network, so nothing here trusts their shape: :func:`inbox_line` keeps
+only well-typed fields (a ``ts`` that is not a number becomes the receive time), and the
+selection code reads lines defensively, so one odd frame can never make every later
+``listen`` fail. A disk that refuses a write costs the file copy, not the session.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
+import logging
+import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from agentctl_swarm.chat.protocol.json_rules import dumps_record, js_is_number, loads
+from agentctl_swarm.core.files import atomic_write
+from agentctl_swarm.core.logs import log_event
+
+log = logging.getLogger("agentctl.chat.mcp")
 
 RING_LINES = 1000
 MAX_BATCH = 50
@@ -53,15 +64,38 @@ WAKING_EVENTS = frozenset(
 _MSG_FIELDS = ("msg_id", "from", "from_name", "to", "content", "ts", "in_reply_to", "replay")
 
 
-def inbox_line(frame: dict[str, Any]) -> dict[str, Any] | None:
-    """The inbox line for a server frame, or None if the frame is not kept."""
+_STR_FIELDS = ("msg_id", "from", "from_name", "to", "content", "in_reply_to", "channel")
+
+
+def inbox_line(frame: dict[str, Any], now_ms: int = 0) -> dict[str, Any] | None:
+    """The inbox line for a server frame, or None if the frame is not kept.
+
+    Fields the selection reads are kept only when they have the type it expects (strings;
+    ``ts`` a finite number, else ``now_ms``), so a malformed frame is stored harmlessly.
+    """
     kind = frame.get("type")
     if kind == "MSG":
-        return {"type": "MSG", **{k: frame[k] for k in _MSG_FIELDS if k in frame}}
-    if kind in EVENT_TYPES:
-        rest = {k: v for k, v in frame.items() if k != "type"}
-        return {"type": "EVENT", "event": kind, **rest}
-    return None
+        line = {"type": "MSG", **{k: frame[k] for k in _MSG_FIELDS if k in frame}}
+    elif isinstance(kind, str) and kind in EVENT_TYPES:
+        rest = {k: v for k, v in frame.items() if k not in ("type", "event")}
+        line = {"type": "EVENT", "event": kind, **rest}
+    else:
+        return None
+    for key in _STR_FIELDS:
+        if key in line and not isinstance(line[key], str):
+            del line[key]
+    ts = line.get("ts")
+    line["ts"] = int(ts) if js_is_number(ts) and math.isfinite(ts) else now_ms
+    return line
+
+
+def _ts(line: dict[str, Any]) -> int:
+    ts = line.get("ts")
+    return int(ts) if js_is_number(ts) and math.isfinite(ts) else 0
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 @dataclass
@@ -72,12 +106,12 @@ class Cursor:
     ids: set[str] = field(default_factory=set)
 
     def is_new(self, line: dict[str, Any]) -> bool:
-        ts = int(line.get("ts") or 0)
+        ts = _ts(line)
         return ts > self.ts or (ts == self.ts and _line_key(line) not in self.ids)
 
     def advance(self, lines: Iterable[dict[str, Any]]) -> None:
         for line in lines:
-            ts = int(line.get("ts") or 0)
+            ts = _ts(line)
             if ts > self.ts:
                 self.ts, self.ids = ts, set()
             if ts == self.ts:
@@ -92,7 +126,7 @@ class Cursor:
             return cls()
         ids = data.get("ids")
         return cls(
-            ts=int(data.get("last_seen_ts") or 0),
+            ts=_ts({"ts": data.get("last_seen_ts")}),
             ids={str(i) for i in ids} if isinstance(ids, list) else set(),
         )
 
@@ -104,16 +138,18 @@ def _line_key(line: dict[str, Any]) -> str:
 def relevant(line: dict[str, Any], channels: Iterable[str], self_id: str | None) -> bool:
     """Does ``listen`` on ``channels`` return this line? (not own, not ``@server``)."""
     chans = set(channels)
+    sender, to = _str(line.get("from")), _str(line.get("to"))
     if line.get("type") == "MSG":
-        if line.get("from") in (self_id, "@server"):
+        if sender in (self_id, "@server"):
             return False
-        return line.get("to") in chans or (self_id is not None and line.get("to") == self_id)
-    if line.get("event") not in WAKING_EVENTS:
+        return to in chans or (self_id is not None and to == self_id)
+    event = _str(line.get("event"))
+    if event not in WAKING_EVENTS:
         return False
-    if line.get("event") in ("YIELD",):
-        return line.get("channel") in chans
+    if event == "YIELD":
+        return _str(line.get("channel")) in chans
     # Proposals and their follow-ups: only those this agent did not itself cause.
-    return line.get("from") != self_id or line.get("to") == self_id
+    return sender != self_id or to == self_id
 
 
 def output_line(line: dict[str, Any]) -> dict[str, Any]:
@@ -140,12 +176,12 @@ def select_new(
     """
     chans = list(channels)
     fresh = [ln for ln in lines if cursor.is_new(ln) and relevant(ln, chans, self_id)]
-    fresh.sort(key=lambda ln: int(ln.get("ts") or 0))
+    fresh.sort(key=_ts)
     out: list[tuple[dict[str, Any], dict[str, Any]]] = []
     size = 0
     for line in fresh[:limit]:
         shown = output_line(line)
-        n = len(json.dumps(shown, ensure_ascii=False).encode("utf-8"))
+        n = len(dumps_record(shown).encode("utf-8"))
         if out and size + n > max_bytes:
             break
         if not out and n > max_bytes and isinstance(shown.get("content"), str):
@@ -171,44 +207,60 @@ class Inbox:
 
     def _load(self) -> None:
         with contextlib.suppress(OSError):
-            for raw in self.path.read_text(encoding="utf-8").splitlines():
+            # "\n" only: str.splitlines() also splits at U+0085 and U+2028, which JSON
+            # strings may hold unescaped.
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+            for raw in text.split("\n"):
+                if not raw:
+                    continue
                 with contextlib.suppress(ValueError):
-                    obj = json.loads(raw)
+                    obj = loads(raw)
                     if isinstance(obj, dict):
                         self.lines.append(obj)
                 self._file_lines += 1
 
     def append(self, line: dict[str, Any]) -> None:
-        """Keep a line in memory and on disk; trim the file back to the ring size."""
+        """Keep a line in memory and on disk; trim the file back to the ring size.
+
+        The line is always kept in memory (``listen`` reads from there); a disk that
+        refuses it is logged and the file catches up at the next rewrite.
+        """
         self.lines.append(line)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
-        self._file_lines += 1
-        if self._file_lines > self.ring + self.ring // 5:
-            self._rewrite()
+        try:
+            text = dumps_record(line) + "\n"
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(text)
+            self._file_lines += 1
+            if self._file_lines > self.ring + self.ring // 5:
+                self._rewrite()
+        except (OSError, ValueError) as exc:
+            log_event(log, "inbox.write_failed", level=logging.WARNING, path=self.path, error=exc)
 
     def _rewrite(self) -> None:
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text(
-            "".join(json.dumps(ln, ensure_ascii=False) + "\n" for ln in self.lines),
-            encoding="utf-8",
-        )
-        os.replace(tmp, self.path)
+        atomic_write(self.path, "".join(dumps_record(ln) + "\n" for ln in self.lines))
         self._file_lines = len(self.lines)
 
     def load_cursor(self) -> Cursor | None:
         """The persisted cursor, or None when there is none yet."""
         try:
-            return Cursor.from_json(json.loads(self.cursor_path.read_text(encoding="utf-8")))
+            return Cursor.from_json(loads(self.cursor_path.read_text(encoding="utf-8")))
         except (OSError, ValueError):
             return None
 
     def save_cursor(self, cursor: Cursor) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.cursor_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cursor.to_json()), encoding="utf-8")
-        os.replace(tmp, self.cursor_path)
+        """Persist the cursor (a restarted MCP process resumes from it); a failed write is
+        logged: the session goes on with the cursor in memory."""
+        try:
+            atomic_write(self.cursor_path, dumps_record(cursor.to_json()))
+        except OSError as exc:
+            log_event(
+                log,
+                "inbox.cursor_write_failed",
+                level=logging.WARNING,
+                path=self.cursor_path,
+                error=exc,
+            )
 
     def touch_heartbeat(self) -> None:
         """Upstream's listen loop touches this file; supervisors watch its mtime."""

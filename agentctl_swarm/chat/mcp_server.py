@@ -1,10 +1,12 @@
 """agentchat-mcp: the MCP stdio server Claude Code uses to talk on AgentChat.
 
 Run as ``agentctl-agent mcp``. It is a drop-in for upstream's ``@tjamescouch/agentchat-mcp``:
-server name ``agentchat``, the agent-facing tools of agentchat-protocol.md §10 with the
-same names and parameters, the same environment variables (``AGENTCHAT_URL``,
-``AGENTCHAT_PUBLIC``, ``AGENTCHAT_IDLE_TIMEOUT_MS``, ``AGENTCHAT_SETTLE_MS``), identities
-at ``~/.agentchat/identities/<name>.json`` and the inbox at
+server name ``agentchat``, the agent-facing tools (owl/reference/agentchat-protocol.md,
+"The MCP server") with the same names and parameters, the same environment variables
+(``AGENTCHAT_URL``, ``AGENTCHAT_PUBLIC``, ``AGENTCHAT_IDLE_TIMEOUT_MS``,
+``AGENTCHAT_SETTLE_MS``; read once in :func:`main` as
+:class:`~agentctl_swarm.config.AgentChatSettings`), identities at
+``~/.agentchat/identities/<name>.json`` and the inbox at
 ``~/.agentchat/daemons/default/inbox.jsonl``.
 
 Deliberate fix over upstream: ``agentchat_listen`` returns each message's ``msg_id``
@@ -16,7 +18,8 @@ Extra environment (ours): ``AGENTCHAT_LISTEN_TIMEOUT_MS`` caps how long ``listen
 blocks (default 1 h, as upstream).
 
 Tool results are JSON text, as upstream's; failures are MCP tool errors whose text
-says what went wrong and what to do.
+says what went wrong and what to do. stdout is the MCP channel, so logs go to stderr
+(JSON lines unless stderr is a terminal; ``AGENTCTL_LOG_FORMAT`` chooses).
 """
 
 from __future__ import annotations
@@ -27,12 +30,10 @@ import inspect
 import ipaddress
 import json
 import logging
-import os
 import secrets
 import sys
 import time
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
@@ -40,7 +41,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, Field
 
 from agentctl_swarm.chat.client import AgentChatClient, ChatError, ConnectError, Displaced
-from agentctl_swarm.chat.identity import Identity, IdentityError, identity_path, sanitise_name
+from agentctl_swarm.chat.identity import Identity, identity_path, load_or_create, sanitise_name
 from agentctl_swarm.chat.inbox import (
     WAKING_EVENTS,
     Cursor,
@@ -50,70 +51,35 @@ from agentctl_swarm.chat.inbox import (
     relevant,
     select_new,
 )
+from agentctl_swarm.config import AgentChatSettings, load_settings
+from agentctl_swarm.core.errors import AgentctlError
+from agentctl_swarm.core.logs import log_event, setup_logging
 
-log = logging.getLogger("agentchat-mcp")
+log = logging.getLogger("agentctl.chat.mcp")
 
-DEFAULT_URL = "ws://localhost:6667"
-DEFAULT_CHANNELS = ("#general", "#discovery", "#bounties")
-PRESENCE_STATUSES = ("online", "away", "busy", "offline", "listening")
+#: The channels ``agentchat_connect`` joins when the agent names none (upstream's choice;
+#: not the server's built-in channel list, which is longer).
+DEFAULT_JOIN_CHANNELS: tuple[str, ...] = ("#general", "#discovery", "#bounties")
 
 
-class ToolFailure(Exception):
+class ToolFailure(AgentctlError):
     """A tool failed in a way the agent can act on; the text says how."""
 
 
-# --------------------------------------------------------------------------- config
+# --------------------------------------------------------------------------- settings
 
 
-@dataclass(frozen=True)
-class McpConfig:
-    """Settings read from the environment, as upstream's MCP server reads them."""
-
-    url: str = DEFAULT_URL
-    public: bool = False
-    idle_timeout_s: float = 300.0
-    settle_s: float = 1.5
-    listen_timeout_s: float = 3600.0
-    home: Path = field(default_factory=Path.home)
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> McpConfig:
-        """Read ``AGENTCHAT_*``; raise ValueError naming the variable on bad values."""
-        e = os.environ if env is None else env
-        return cls(
-            url=e.get("AGENTCHAT_URL") or DEFAULT_URL,
-            public=e.get("AGENTCHAT_PUBLIC", "").lower() in ("1", "true", "yes"),
-            idle_timeout_s=_ms_env(e, "AGENTCHAT_IDLE_TIMEOUT_MS", 300_000) / 1000,
-            settle_s=_ms_env(e, "AGENTCHAT_SETTLE_MS", 1_500) / 1000,
-            listen_timeout_s=_ms_env(e, "AGENTCHAT_LISTEN_TIMEOUT_MS", 3_600_000) / 1000,
-            home=Path(e.get("HOME") or Path.home()),
+def check_url(settings: AgentChatSettings) -> None:
+    """Upstream refuses a non-loopback server unless ``AGENTCHAT_PUBLIC=true``."""
+    url = settings.url
+    parsed = urlparse(url)
+    if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
+        raise ToolFailure(f"AGENTCHAT_URL={url!r} is not a WebSocket URL; use ws://HOST:PORT")
+    if not settings.public and not _is_loopback(parsed.hostname):
+        raise ToolFailure(
+            f"AGENTCHAT_URL={url!r} is not on this machine; set AGENTCHAT_PUBLIC=true "
+            "to allow a remote AgentChat server"
         )
-
-    def check_url(self) -> None:
-        """Upstream refuses a non-loopback server unless ``AGENTCHAT_PUBLIC=true``."""
-        parsed = urlparse(self.url)
-        if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
-            raise ToolFailure(
-                f"AGENTCHAT_URL={self.url!r} is not a WebSocket URL; use ws://HOST:PORT"
-            )
-        if not self.public and not _is_loopback(parsed.hostname):
-            raise ToolFailure(
-                f"AGENTCHAT_URL={self.url!r} is not on this machine; set AGENTCHAT_PUBLIC=true "
-                "to allow a remote AgentChat server"
-            )
-
-
-def _ms_env(env: Any, key: str, default: int) -> float:
-    raw = env.get(key)
-    if raw in (None, ""):
-        return float(default)
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{key}={raw!r} is not a number of milliseconds") from None
-    if value < 0:
-        raise ValueError(f"{key}={raw!r} must not be negative")
-    return value
 
 
 def _is_loopback(host: str) -> bool:
@@ -144,13 +110,17 @@ class AgentChatMcp:
     exercised without the MCP transport; :func:`build_server` wires them to MCP.
     """
 
-    def __init__(self, config: McpConfig) -> None:
-        self.config = config
+    def __init__(self, settings: AgentChatSettings, home: Path) -> None:
+        self.settings = settings
+        self.home = home
+        self.idle_timeout_s = settings.idle_timeout_ms / 1000
+        self.settle_s = settings.settle_ms / 1000
+        self.listen_timeout_s = settings.listen_timeout_ms / 1000
         self.client: AgentChatClient | None = None
         self.identity: Identity | None = None
         self.identity_file: Path | None = None
         self.display_name: str | None = None
-        self.inbox = Inbox(config.home / ".agentchat" / "daemons" / "default")
+        self.inbox = Inbox(home / ".agentchat" / "daemons" / "default")
         self.cursor = Cursor()
         self._new_data = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
@@ -181,15 +151,15 @@ class AgentChatMcp:
             )
         if c.finished:
             raise ToolFailure(
-                f"The connection to {self.config.url} ended ({c.last_error}). "
+                f"The connection to {self.settings.url} ended ({c.last_error}). "
                 "Call agentchat_connect to reconnect."
             )
         return c
 
     async def _open(self, *, reuse: bool, channels: list[str] | None = None) -> AgentChatClient:
-        self.config.check_url()
+        check_url(self.settings)
         name = self.display_name or f"anon_{secrets.token_hex(3)}"
-        client = AgentChatClient(self.config.url, self.identity, name=name)
+        client = AgentChatClient(self.settings.url, self.identity, name=name)
         rejoin = list(self._saved_channels) if reuse else []
         last: Exception | None = None
         for _ in range(3):  # upstream retries challenge races up to 3 times
@@ -200,7 +170,7 @@ class AgentChatMcp:
                 last = exc
                 if "VERIFICATION" not in str(exc):
                     break
-                client = AgentChatClient(self.config.url, self.identity, name=name)
+                client = AgentChatClient(self.settings.url, self.identity, name=name)
         else:
             last = last or ConnectError("handshake failed")
         if not client.welcome:
@@ -211,32 +181,42 @@ class AgentChatMcp:
             try:
                 await client.join(channel)
             except ChatError as exc:
-                raise ToolFailure(f"Connected, but could not join {channel}: {exc}") from None
+                raise ToolFailure(f"Connected, but could not join {channel}: {exc}") from exc
         self._pump = asyncio.create_task(self._pump_frames(client))
-        if self._idle_task is None and self.config.idle_timeout_s > 0:
+        if self._idle_task is None and self.idle_timeout_s > 0:
             self._idle_task = asyncio.create_task(self._idle_watch())
         return client
 
     async def _pump_frames(self, client: AgentChatClient) -> None:
-        """Copy every frame the client receives into the inbox (upstream's inbox writer)."""
+        """Copy every frame the client receives into the inbox (upstream's inbox writer).
+
+        One frame that cannot be kept is logged and skipped: the pump must outlive it, or
+        every later ``listen`` would wait for nothing.
+        """
         async for frame in client:
-            line = inbox_line(frame)
-            if line is None:
+            try:
+                line = inbox_line(frame, int(time.time() * 1000))
+                if line is None:
+                    continue
+                self.inbox.append(line)
+            except Exception as exc:
+                log.error(
+                    "inbox.frame_skipped",
+                    exc_info=True,
+                    extra={"event": "inbox.frame_skipped", "error": exc},
+                )
                 continue
-            if "ts" not in line:
-                line["ts"] = int(time.time() * 1000)
-            self.inbox.append(line)
             if line["type"] == "MSG" or line.get("event") in WAKING_EVENTS:
                 self._new_data.set()
 
     async def _idle_watch(self) -> None:
         """Drop the socket after ``AGENTCHAT_IDLE_TIMEOUT_MS`` without a tool call."""
         while True:
-            await asyncio.sleep(max(0.05, self.config.idle_timeout_s / 4))
+            await asyncio.sleep(max(0.05, self.idle_timeout_s / 4))
             idle = time.monotonic() - self._last_call
             c = self.client
-            if c is not None and not self._listening and idle >= self.config.idle_timeout_s:
-                log.info("agentchat-mcp: idle for %.0f s, dropping the connection", idle)
+            if c is not None and not self._listening and idle >= self.idle_timeout_s:
+                log_event(log, "chat.mcp.idle_drop", idle_s=round(idle, 1))
                 self._idle_dropped = True
                 await self._drop_client(keep_channels=True)
 
@@ -277,13 +257,13 @@ class AgentChatMcp:
             # A fresh session starts listening "now"; a restarted one resumes.
             self.cursor = persisted or Cursor(ts=int(time.time() * 1000))
             client = await self._open(
-                reuse=False, channels=list(channels) if channels else list(DEFAULT_CHANNELS)
+                reuse=False, channels=list(channels) if channels else list(DEFAULT_JOIN_CHANNELS)
             )
             return {
                 "success": True,
                 "agent_id": client.agent_id,
                 "name": client.name,
-                "server": self.config.url,
+                "server": self.settings.url,
                 "persistent": self.identity is not None,
                 "identity_path": str(self.identity_file) if self.identity_file else None,
                 "channels": sorted(client.channels),
@@ -304,36 +284,25 @@ class AgentChatMcp:
     def _resolve_identity(
         self, name: str | None, custom_path: str | None
     ) -> tuple[Identity | None, Path | None]:
-        root = (self.config.home / ".agentchat").resolve()
+        root = (self.home / ".agentchat").resolve()
         if custom_path:
             p = Path(custom_path).expanduser()
             if not p.is_absolute():
-                p = self.config.home / p
+                p = self.home / p
             resolved = p.resolve()
             if root not in resolved.parents:
                 raise ToolFailure(f"identity_path must be within {root}/ (got {custom_path!r})")
             default_name = sanitise_name(name or resolved.stem) or "agent"
-            return self._load_or_create(resolved, default_name), resolved
+            return load_or_create(resolved, default_name)[0], resolved
         if name:
             safe = sanitise_name(name)
             if not safe:
                 raise ToolFailure(
                     f"invalid agent name {name!r}: use letters, digits, '-' and '_' only"
                 )
-            path = identity_path(safe, home=self.config.home)
-            return self._load_or_create(path, safe[:32]), path
+            path = identity_path(safe, home=self.home)
+            return load_or_create(path, safe[:32])[0], path
         return None, None
-
-    @staticmethod
-    def _load_or_create(path: Path, name: str) -> Identity:
-        try:
-            if path.exists():
-                return Identity.load(path)
-            ident = Identity.generate(name)
-            ident.save(path)
-            return ident
-        except IdentityError as exc:
-            raise ToolFailure(str(exc)) from None
 
     async def send(
         self, target: str, message: str, in_reply_to: str | None = None
@@ -375,12 +344,12 @@ class AgentChatMcp:
         with contextlib.suppress(ChatError):
             await c.set_presence("listening")
         try:
-            deadline = start + self.config.listen_timeout_s
+            deadline = start + self.listen_timeout_s
             while True:
                 # Cleared before the check (no await in between): no wake-up is lost.
                 self._new_data.clear()
                 if self._pending(channels, c.agent_id):
-                    await asyncio.sleep(self.config.settle_s)  # let a burst arrive
+                    await asyncio.sleep(self.settle_s)  # let a burst arrive
                     batch = select_new(list(self.inbox.lines), self.cursor, channels, c.agent_id)
                     if batch:
                         self.cursor.advance(line for line, _ in batch)
@@ -563,8 +532,6 @@ def build_server(state: AgentChatMcp) -> Any:
             async def wrapped(*args: Any, **kwargs: Any) -> str:
                 try:
                     result = await fn(*args, **kwargs)
-                except ToolFailure as exc:
-                    raise ToolError(str(exc)) from None
                 except ChatError as exc:
                     # A call racing SESSION_DISPLACED fails as "connection lost": say why.
                     c = state.client
@@ -572,9 +539,11 @@ def build_server(state: AgentChatMcp) -> Any:
                         raise ToolError(
                             "This identity was taken over by another connection "
                             "(SESSION_DISPLACED); call agentchat_connect to take it back."
-                        ) from None
-                    raise ToolError(str(exc)) from None
-                return json.dumps(result, ensure_ascii=False)
+                        ) from exc
+                    raise ToolError(str(exc)) from exc
+                except AgentctlError as exc:  # ToolFailure, IdentityError, ...
+                    raise ToolError(exc.one_line()) from exc
+                return json.dumps(result, ensure_ascii=False, allow_nan=False)
 
             # The SDK builds the input schema from the signature and resolved hints.
             hints = typing.get_type_hints(fn, include_extras=True)
@@ -737,24 +706,38 @@ AGENTCHAT_LISTEN_TIMEOUT_MS (3600000)."""
 
 
 def main(argv: list[str]) -> int:
-    """Serve MCP over stdin/stdout until the client closes the pipe."""
+    """Serve MCP over stdin/stdout until the client closes the pipe.
+
+    The process's edge: settings are read here, once (a bad value exits 2 naming the
+    variable), and logging goes to stderr, because stdout carries the MCP protocol.
+    """
     if argv and argv[0] in ("-h", "--help", "help"):
         print(_USAGE)
         return 0
     if argv:
         print(f"agentctl-agent mcp: unexpected arguments {argv!r}\n\n{_USAGE}", file=sys.stderr)
         return 2
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    _setup_logging()
     try:
-        config = McpConfig.from_env()
-    except ValueError as exc:
-        print(f"agentctl-agent mcp: {exc}", file=sys.stderr)
-        return 2
-    return asyncio.run(_serve(config))
+        settings = load_settings(AgentChatSettings)
+    except AgentctlError as exc:
+        print(f"agentctl-agent mcp: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    return asyncio.run(_serve(settings, Path.home()))
 
 
-async def _serve(config: McpConfig) -> int:
-    state = AgentChatMcp(config)
+def _setup_logging() -> None:
+    """Our records and the MCP SDK's, in one format, on stderr only (stdout is MCP's)."""
+    ours = setup_logging("agentchat-mcp", level=logging.WARNING, stream=sys.stderr)
+    root = logging.getLogger()
+    for handler in ours.handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
+async def _serve(settings: AgentChatSettings, home: Path) -> int:
+    state = AgentChatMcp(settings, home)
     server = build_server(state)
     try:
         await server.run_stdio_async()

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import typer
 
-from agentctl_swarm.cli import chat, errors, fleet, host, server, sync
+from agentctl_swarm.cli import (
+    chat,
+    coordinator,
+    errors,
+    fleet,
+    host,
+    model,
+    server,
+    sync,
+    task,
+    up,
+)
 
 app = typer.Typer(
     name="agentctl",
@@ -23,7 +34,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (fleet, host, server, chat, sync):
+for _module in (fleet, up, host, server, chat, sync, model, task, coordinator):
     _module.register(app)
 
 

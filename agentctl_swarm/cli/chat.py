@@ -4,13 +4,17 @@ Argument parsing and output only; the work is done by ``agentctl_swarm.chat.clie
 Identities live where upstream keeps them: ``--as NAME`` uses the MCP server's
 ``~/.agentchat/identities/NAME.json`` (so a person can speak as an agent's identity),
 and without ``--as`` the upstream CLI default ``~/.agentchat/identity.json``.
+
+Failures are raised as :class:`~agentctl_swarm.core.errors.AgentctlError` (the client's
+errors already are); ``agentctl_swarm/cli/errors.py`` prints them as one line with their
+exit code: 2 for bad input, 3 when the server cannot be reached, 1 otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
-import os
 import secrets
 import sys
 from collections.abc import Coroutine
@@ -21,10 +25,16 @@ from typing import Annotated, Any
 import typer
 
 from agentctl_swarm.chat import protocol
-from agentctl_swarm.chat.client import AgentChatClient, ChatError, ConnectError, ServerError
-from agentctl_swarm.chat.identity import Identity, IdentityError, identity_path, sanitise_name
-
-DEFAULT_URL = "ws://localhost:6667"
+from agentctl_swarm.chat.client import AgentChatClient, ChatError, ServerError
+from agentctl_swarm.chat.identity import (
+    Identity,
+    IdentityError,
+    identity_path,
+    load_or_create,
+    sanitise_name,
+)
+from agentctl_swarm.config import DEFAULT_CHAT_URL
+from agentctl_swarm.core.errors import UsageError
 
 chat_app = typer.Typer(
     name="chat",
@@ -33,12 +43,12 @@ chat_app = typer.Typer(
 )
 
 ServerOpt = Annotated[
-    str | None,
+    str,
     typer.Option(
         "--server",
         "-s",
-        help="Server URL (default: $AGENTCHAT_URL, $AGENTCTL_SERVER_URL, ws://localhost:6667).",
-        show_default=False,
+        envvar=["AGENTCHAT_URL", "AGENTCTL_SERVER_URL"],
+        help="Server URL (else $AGENTCHAT_URL, else $AGENTCTL_SERVER_URL).",
     ),
 ]
 AsOpt = Annotated[
@@ -61,74 +71,64 @@ def register(app: typer.Typer) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"agentctl chat: {message}", err=True)
-    return typer.Exit(code)
-
-
-def _server_url(server: str | None) -> str:
-    return (
-        server
-        or os.environ.get("AGENTCHAT_URL")
-        or os.environ.get("AGENTCTL_SERVER_URL")
-        or DEFAULT_URL
-    )
-
-
 def _identity_file(as_name: str | None) -> Path:
     if as_name is None:
         return Path.home() / ".agentchat" / "identity.json"
     try:
         return identity_path(as_name)
     except IdentityError as exc:
-        raise _fail(f"--as: {exc}", 2) from None
+        raise IdentityError(f"--as: {exc.message}") from exc
 
 
-def _load_or_create(as_name: str | None) -> tuple[Identity, Path, bool]:
-    """The identity for ``--as`` (or the default one); create it on first use."""
-    path = _identity_file(as_name)
+def _login_name() -> str:
     try:
-        if path.exists():
-            return Identity.load(path), path, False
-        default = sanitise_name(os.environ.get("USER", "")) or "person"
-        name = sanitise_name(as_name)[:32] if as_name else default[:32]
-        ident = Identity.generate(name)
-        ident.save(path)
-        return ident, path, True
-    except IdentityError as exc:
-        raise _fail(str(exc), 2) from None
-    except OSError as exc:
-        raise _fail(f"{path}: cannot write the identity file ({exc.strerror})", 2) from None
+        return sanitise_name(getpass.getuser())
+    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
+        return ""
+
+
+def person_identity(as_name: str | None) -> tuple[Identity, Path, bool]:
+    """The identity a person speaks as: ``--as NAME``'s file, else the upstream CLI
+    default; created on first use (``chat.identity.load_or_create``). Returns
+    ``(identity, file, created)``."""
+    path = _identity_file(as_name)
+    name = sanitise_name(as_name) if as_name else (_login_name() or "person")
+    ident, created = load_or_create(path, name[:32])
+    return ident, path, created
+
+
+#: Transitional: ``cli/task.py`` imports this old private name; use ``person_identity``.
+_load_or_create = person_identity
 
 
 def _check_channel(channel: str) -> None:
     if not protocol.is_valid_channel(channel):
-        raise _fail(
+        raise UsageError(
             f"{channel!r} is not a channel name; use '#' and 1-31 of [A-Za-z0-9_-], "
-            "e.g. '#general' (quote it in the shell)",
-            2,
+            "e.g. '#general' (quote it in the shell)"
         )
 
 
-def _run(coro: Coroutine[Any, Any, int]) -> int:
-    """Run a command's coroutine; map client errors to one clear line."""
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a command's coroutine; a refusal by the server is said in the user's words."""
     try:
-        return asyncio.run(coro)
-    except KeyboardInterrupt:
-        return 130
-    except ConnectError as exc:
-        raise _fail(str(exc)) from None
+        asyncio.run(coro)
     except ServerError as exc:
-        raise _fail(f"the server refused: {exc}") from None
-    except ChatError as exc:
-        raise _fail(str(exc)) from None
+        raise ChatError(f"the server refused: {exc}") from exc
+
+
+def _clock(ts: Any) -> str:
+    try:
+        return datetime.fromtimestamp(ts / 1000).strftime("%H:%M:%S")
+    except (TypeError, ValueError, OverflowError, OSError):  # not a time we can show
+        return "--"
 
 
 def _format(frame: dict[str, Any], output: str) -> str:
     if output == "json":
-        return json.dumps(frame, ensure_ascii=False)
+        return json.dumps(frame, ensure_ascii=False, allow_nan=False)
     ts = frame.get("ts")
-    when = datetime.fromtimestamp(ts / 1000).strftime("%H:%M:%S") if isinstance(ts, int) else "--"
+    when = _clock(ts) if isinstance(ts, int) else "--"
     if frame.get("from") == "@server":
         return f"[{when}] * {frame.get('content', '')}"
     who = f"{frame.get('from_name', '?')} ({frame.get('from', '?')})"
@@ -142,7 +142,7 @@ def _format(frame: dict[str, Any], output: str) -> str:
 def send(
     channel: Annotated[str, typer.Argument(help="Channel, e.g. '#general'.")],
     text: Annotated[str, typer.Argument(help="Message text.")],
-    server: ServerOpt = None,
+    server: ServerOpt = DEFAULT_CHAT_URL,
     as_name: AsOpt = None,
     reply_to: Annotated[
         str | None, typer.Option("--reply-to", help="msg_id this message answers.")
@@ -150,28 +150,26 @@ def send(
 ) -> None:
     """Send one message to a channel and print its msg_id."""
     _check_channel(channel)
-    ident, path, created = _load_or_create(as_name)
+    ident, path, created = person_identity(as_name)
     if created:
         typer.echo(f"created identity {ident.name} (@{ident.agent_id}) at {path}", err=True)
-    url = _server_url(server)
 
-    async def go() -> int:
-        async with AgentChatClient(url, ident, reconnect=False) as client:
+    async def go() -> None:
+        async with AgentChatClient(server, ident, reconnect=False) as client:
             await client.join(channel)
             echo = await client.send(channel, text, in_reply_to=reply_to, echo=True, timeout=30)
             assert echo is not None
             typer.echo(
                 f"sent {echo.get('msg_id')} to {channel} as {client.name} ({client.agent_id})"
             )
-        return 0
 
-    raise typer.Exit(_run(go()))
+    _run(go())
 
 
 @chat_app.command("tail")
 def tail(
     channel: Annotated[str, typer.Argument(help="Channel, e.g. '#general'.")],
-    server: ServerOpt = None,
+    server: ServerOpt = DEFAULT_CHAT_URL,
     as_name: AsOpt = None,
     lines: Annotated[int, typer.Option("-n", "--lines", min=0, help="Show the last N.")] = 20,
     follow: Annotated[
@@ -185,9 +183,8 @@ def tail(
     """Print a channel's recent messages (the server's replay buffer), optionally follow."""
     _check_channel(channel)
     if output not in ("text", "json"):
-        raise _fail(f"-o {output!r}: use 'text' or 'json'", 2)
-    ident = _load_or_create(as_name)[0] if as_name else None
-    url = _server_url(server)
+        raise UsageError(f"-o {output!r}: use 'text' or 'json'")
+    ident = person_identity(as_name)[0] if as_name else None
     name = None if ident else f"tail_{secrets.token_hex(3)}"
 
     def shown(frame: dict[str, Any]) -> bool:
@@ -197,8 +194,8 @@ def tail(
             and (notices or frame.get("from") != "@server")
         )
 
-    async def go() -> int:
-        async with AgentChatClient(url, ident, name=name, reconnect=follow) as client:
+    async def go() -> None:
+        async with AgentChatClient(server, ident, name=name, reconnect=follow) as client:
             await client.join(channel)
             await client.ping()  # the replay precedes PONG on the socket
             history: list[dict[str, Any]] = []
@@ -209,17 +206,18 @@ def tail(
                 typer.echo(_format(frame, output))
             sys.stdout.flush()
             if not follow:
-                return 0
+                return
             async for frame in client:
                 if shown(frame):
                     typer.echo(_format(frame, output))
                     sys.stdout.flush()
                 elif frame.get("type") == "SESSION_DISPLACED":
-                    typer.echo("agentctl chat: displaced by another connection", err=True)
-                    return 1
-            return 0
+                    raise ChatError(
+                        "displaced by another connection using the same identity",
+                        hint="stop the other session, or use another --as NAME",
+                    )
 
-    raise typer.Exit(_run(go()))
+    _run(go())
 
 
 @chat_app.command("whoami")
@@ -228,7 +226,7 @@ def whoami(
     output: Annotated[str, typer.Option("-o", "--output", help="text or json.")] = "text",
 ) -> None:
     """Show the identity (created on first use): name, agent id, file."""
-    ident, path, created = _load_or_create(as_name)
+    ident, path, created = person_identity(as_name)
     info = {
         "name": ident.name,
         "agent_id": f"@{ident.agent_id}",

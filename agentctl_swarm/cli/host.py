@@ -22,6 +22,7 @@ from rich.progress import (
 
 from agentctl_swarm.cli.common import err, out, settings
 from agentctl_swarm.core.errors import AgentctlError, UsageError
+from agentctl_swarm.podman.claude_code import CLAUDE_CODE_VERSION
 
 
 def register(app: typer.Typer) -> None:
@@ -102,13 +103,21 @@ def build(
             show_default=False,
         ),
     ] = None,
-    with_claude: Annotated[
+    slim: Annotated[
         bool,
         typer.Option(
-            "--with-claude",
-            help="Add Node.js and Claude Code (needs the Debian and npm registries).",
+            "--slim",
+            help="Build without Claude Code (by default its native binary is installed with "
+            "npm on this host and copied into the image).",
         ),
     ] = False,
+    claude_version: Annotated[
+        str,
+        typer.Option(
+            "--claude-version",
+            help="The @anthropic-ai/claude-code version to put into the image (pinned).",
+        ),
+    ] = CLAUDE_CODE_VERSION,
     image: Annotated[
         str | None,
         typer.Option(
@@ -143,7 +152,8 @@ def build(
         project_dir=root,
         image=image or cfg.agent_image,
         base_image=base_image or cfg.base_image,
-        with_claude=with_claude,
+        with_claude=not slim,
+        claude_version=claude_version,
         force=force,
         mirror=mirror,
         lock_dir=cfg.state_dir,
@@ -166,7 +176,7 @@ def build(
             progress.update(task, total=ev.total, completed=ev.step - 1, description=text)
         else:
             progress.update(task, description=text, stage=ev.stage)
-        if ev.stage in {"base", "check", "wheels"} and ev.message[:1].islower():
+        if ev.stage in {"base", "check", "wheels", "claude"} and ev.message[:1].islower():
             progress.console.print(f"[cyan]→[/cyan] {ev.message}", markup=True, soft_wrap=True)
 
     try:

@@ -11,6 +11,18 @@ from typing import Annotated
 import typer
 
 from agentctl_swarm.chat.protocol import DEFAULT_BUFFER_SIZE, DEFAULT_PORT
+from agentctl_swarm.cli.coordinator import (
+    ChannelOpt,
+    CostBudgetOpt,
+    HeartbeatOpt,
+    MaxActiveOpt,
+    ProbeOpt,
+    RetriesOpt,
+    TimeoutOpt,
+    TokenBudgetOpt,
+    board_config,
+    check_channel,
+)
 
 
 def server(
@@ -43,8 +55,36 @@ def server(
     ] = DEFAULT_BUFFER_SIZE,
     name: Annotated[str, typer.Option(help="Server name sent in WELCOME.")] = "agentchat",
     motd: Annotated[str | None, typer.Option(help="Message of the day sent in WELCOME.")] = None,
+    with_coordinator: Annotated[
+        bool,
+        typer.Option(
+            "--coordinator/--no-coordinator",
+            help="Run the task coordinator inside the server (its board is served at "
+            "/api/v1/tasks; with --data-dir it survives restarts).",
+        ),
+    ] = True,
+    trust: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trust",
+            help="Agent id (16 hex) exempt from the 1 msg/s limit and verified, e.g. a "
+            "standalone `agentctl coordinator --unpaced`. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    channel: ChannelOpt = "#work",
+    max_active: MaxActiveOpt = 0,
+    token_budget: TokenBudgetOpt = 0,
+    cost_budget: CostBudgetOpt = 0.0,
+    heartbeat_interval: HeartbeatOpt = 30.0,
+    probe_interval: ProbeOpt = 300.0,
+    task_timeout: TimeoutOpt = 1800,
+    task_retries: RetriesOpt = 2,
 ) -> None:
-    """Run the AgentChat server (wire-compatible with upstream agentchat)."""
+    """Run the AgentChat server (wire-compatible with upstream agentchat), with the task
+    coordinator embedded unless --no-coordinator."""
+    import re
+
     from agentctl_swarm.chat.server import ServerConfig, StoreError, run_forever
 
     problems = []
@@ -56,10 +96,45 @@ def server(
         problems.append(f"--lurk-seconds {lurk_seconds}: must be 0 or more")
     if data_dir is not None and data_dir.exists() and not data_dir.is_dir():
         problems.append(f"--data-dir {data_dir}: exists and is not a directory; pass a directory")
+    trusted = {t.removeprefix("@") for t in trust or []}
+    problems += [
+        f"--trust {t}: not an agent id (16 hex digits)"
+        for t in sorted(trusted)
+        if not re.fullmatch(r"[0-9a-f]{16}", t)
+    ]
     if problems:
         for line in problems:
             typer.echo(f"error: {line}", err=True)
         raise typer.Exit(2)
+    attach = None
+    extra_channels: tuple[str, ...] = ()
+    if with_coordinator:
+        from agentctl_swarm.coordinator.service import coordinator_identity, embedded
+        from agentctl_swarm.coordinator.store import DB_NAME, TaskStore
+        from agentctl_swarm.core.logs import setup_logging
+
+        check_channel(channel)
+        board = board_config(
+            max_active=max_active,
+            token_budget=token_budget,
+            cost_budget=cost_budget,
+            heartbeat_interval=heartbeat_interval,
+            probe_interval=probe_interval,
+            task_timeout=task_timeout,
+            task_retries=task_retries,
+        )
+        setup_logging("server")
+        ident = coordinator_identity(data_dir / "coordinator-identity.json" if data_dir else None)
+        store = TaskStore(data_dir / DB_NAME if data_dir else None)
+        trusted.add(ident.agent_id)
+        extra_channels = (channel,)
+        attach = embedded(ident, store, channel=channel, board=board)
+        if data_dir is None:
+            typer.echo(
+                "note: without --data-dir the task board lives in memory and a restart "
+                "loses its tasks",
+                err=True,
+            )
     config = ServerConfig(
         host=host,
         port=port,
@@ -70,9 +145,11 @@ def server(
         buffer_size=buffer_size,
         name=name,
         motd=motd,
+        trusted_ids=frozenset(trusted),
+        extra_channels=extra_channels,
     )
     try:
-        run_forever(config)
+        run_forever(config, attach)
     except StoreError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

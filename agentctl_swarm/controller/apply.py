@@ -7,6 +7,7 @@ drive exactly the code path a user does.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ from agentctl_swarm.controller.hooks import WorkspaceHooks
 from agentctl_swarm.controller.lifecycle import LifecycleHooks
 from agentctl_swarm.controller.planner import Plan, deletion_plan, plan
 from agentctl_swarm.controller.secrets import SecretValues
-from agentctl_swarm.core.files import file_lock
+from agentctl_swarm.core.errors import AgentctlError
+from agentctl_swarm.core.files import LockBusy, file_lock
 from agentctl_swarm.fleet.loader import LoadedFleet
 from agentctl_swarm.fleet.render import ContainerSpec, fleet_secret_prefix, render_fleet
 from agentctl_swarm.podman.backend import PodmanBackend
@@ -43,17 +45,21 @@ def desired(
     values: SecretValues | None = None,
     *,
     home: Path | None = None,
+    coordinators: tuple[str, ...] = (),
 ) -> list[ContainerSpec]:
     """The containers the fleet asks for (``home`` expands ``~``; default: this user's).
 
     ``values``: the secrets' current values; their versions are part of each spec, so a
-    rotated secret shows as a change.
+    rotated secret shows as a change. ``coordinators``: chat ids runners take work from
+    (`agentctl up` knows its embedded coordinator's).
     """
     return render_fleet(
         loaded.fleet,
         home=home or Path.home(),
         server_url=settings.server_url,
         secret_versions=values.versions if values else None,
+        control_root=settings.state_dir / "control",
+        coordinators=coordinators,
     )
 
 
@@ -79,6 +85,25 @@ def fleet_lock(
         yield path
 
 
+class FleetIsUp(AgentctlError):
+    """`agentctl up` runs this fleet; the command would fight it."""
+
+
+@contextmanager
+def up_lock(settings: Settings, fleet: str, *, purpose: str) -> Iterator[Path]:
+    """Hold the fleet's `up` lock: `agentctl up` holds it while it runs the fleet."""
+    try:
+        with file_lock(
+            settings.state_dir / "locks" / f"{fleet}.up.lock", timeout=0, what=f"fleet {fleet!r}"
+        ) as path:
+            yield path
+    except LockBusy as exc:
+        raise FleetIsUp(
+            f"`agentctl up` runs fleet {fleet!r} on this machine (pid {exc.holder})",
+            hint=f"stop it first (Ctrl-C, or kill -TERM {exc.holder}), then {purpose}",
+        ) from exc
+
+
 def diff_fleet(
     loaded: LoadedFleet, backend: PodmanBackend, settings: Settings, *, prune: bool = False
 ) -> Plan:
@@ -102,10 +127,11 @@ def apply_fleet(
     on_plan: Callable[[Plan], None] | None = None,
     on_done: EventSink | None = None,
     on_wait: Callable[[str], None] | None = None,
+    coordinators: tuple[str, ...] = (),
 ) -> Result:
     """Make Podman match the fleet. A no-op apply costs one list call."""
     values = secrets.load(loaded, settings.state_dir)
-    specs = desired(loaded, settings, values)
+    specs = desired(loaded, settings, values, coordinators=coordinators)
     with fleet_lock(settings, loaded.fleet.name, on_wait):
         the_plan = plan(specs, backend.list_owned(loaded.fleet.name), prune=prune)
         if on_plan is not None:
@@ -145,9 +171,14 @@ def delete_fleet(
     on_done: EventSink | None = None,
     on_wait: Callable[[str], None] | None = None,
 ) -> tuple[Result, list[str]]:
-    """Remove every container of the fleet (final sync first); volumes only when asked."""
+    """Remove every container of the fleet (final sync first); volumes only when asked.
+
+    Refused while `agentctl up` runs the fleet (it would start the agents again): stop it
+    first. With ``volumes`` the fleet's secrets and this machine's task board and chat
+    history of its embedded server go too.
+    """
     name = loaded.fleet.name
-    with fleet_lock(settings, name, on_wait):
+    with up_lock(settings, name, purpose="delete it"), fleet_lock(settings, name, on_wait):
         the_plan = deletion_plan(backend.list_owned(name))
         if on_plan is not None:
             on_plan(the_plan)
@@ -163,6 +194,13 @@ def delete_fleet(
             for secret in backend.list_secrets(fleet_secret_prefix(name)):
                 backend.remove_secret(secret)
                 removed.append(f"secret {secret}")
+            for local in (
+                settings.state_dir / "chat" / name,
+                settings.state_dir / "control" / name,
+            ):
+                if local.is_dir():
+                    shutil.rmtree(local, ignore_errors=True)
+                    removed.append(f"local data {local}")
         return result, removed
 
 

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 from datetime import UTC, datetime
 from typing import IO, Any, Literal
@@ -30,13 +31,17 @@ LogFormat = Literal["json", "text", "auto"]
 ROOT = "agentctl"
 _MARK = "_agentctl_handler"
 _RESERVED = frozenset(RESERVED_ATTRS) | {"message", "asctime", "src"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _clean(value: Any) -> Any:
     """What ``json.dumps(allow_nan=False)`` accepts, keeping as much as it can."""
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
-    if isinstance(value, str | int | bool) or value is None:
+    if isinstance(value, str):
+        # A lone surrogate (from hostile input) cannot be encoded: U+FFFD instead.
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, int | bool) or value is None:
         return value
     if isinstance(value, dict):
         return {str(k): _clean(v) for k, v in value.items()}
@@ -111,7 +116,7 @@ class TextLineFormatter(logging.Formatter):
 
 
 def _text(value: Any) -> str:
-    text = value if isinstance(value, str) else _dumps(value)
+    text = _clean(value) if isinstance(value, str) else _dumps(value)
     return json.dumps(text) if (not text or " " in text or '"' in text) else text
 
 

@@ -223,9 +223,7 @@ class SecretSpec(_Strict):
     from_env: Text | None = Field(
         default=None, description="Read the value from this host env var."
     )
-    from_file: Text | None = Field(
-        default=None, description="Read the value from this host file."
-    )
+    from_file: Text | None = Field(default=None, description="Read the value from this host file.")
     env: str | None = Field(default=None, description="Expose as this env var (default: name).")
     as_file: bool = Field(default=False, description="Mount at /run/secrets/<name> instead.")
 
@@ -295,7 +293,100 @@ class SyncSpec(_Strict):
 
 Network = Literal["host", "none", "bridge"]
 RestartPolicy = Literal["no", "on-failure", "always", "unless-stopped"]
-Runtime = Literal["command"]
+Runtime = Literal["command", "claude"]
+PROMPT_PLACEHOLDER = "{prompt}"
+CHANNEL_RE = re.compile(r"#[A-Za-z0-9_-]{1,31}\Z")
+MODEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}\Z")
+TOOL_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\*?(\([^()\x00]{0,200}\))?\Z")
+
+
+class ModelSpec(_Strict):
+    """The model Claude Code talks to (a real API, a proxy, or `agentctl model serve`)."""
+
+    name: Text | None = Field(default=None, description="--model, e.g. claude-sonnet-4-5.")
+    base_url: Text | None = Field(
+        default=None,
+        description="ANTHROPIC_BASE_URL: a proxy or the scripted model (http://127.0.0.1:PORT).",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not MODEL_RE.match(value):
+            raise ValueError(f"{value!r} is not a model name like claude-sonnet-4-5")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"https?://[^\s/]+(/\S*)?\Z", value):
+            raise ValueError(f"{value!r} is not an http(s) URL like http://127.0.0.1:8080")
+        return value
+
+
+class BudgetSpec(_Strict):
+    """Spending limits: 80% warns, 100% pauses assigning (0 or absent: no limit)."""
+
+    tokens: int | None = Field(default=None, ge=0, le=10**15)
+    cost_usd: float | None = Field(default=None)
+
+    @field_validator("cost_usd")
+    @classmethod
+    def _cost(cls, value: float | None) -> float | None:
+        if value is not None:
+            _finite("cost_usd", value, low=0, high=1e9, strict=False)
+        return value
+
+
+class ToolsSpec(_Strict):
+    """Claude Code tools this role may (allow) or may not (deny) use; deny wins."""
+
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _tools(cls, value: list[str]) -> list[str]:
+        for tool in value:
+            if not TOOL_RE.match(tool):
+                raise ValueError(f"{tool!r} is not a tool rule like Bash, Write or Bash(git:*)")
+        return value
+
+
+class WorkSpec(_Strict):
+    """How agents get work: the channel, the mission, and the limits the coordinator keeps."""
+
+    channel: str = Field(default="#work", description="The AgentChat channel tasks go through.")
+    mission: Text | None = Field(default=None, description="What the whole fleet is for.")
+    max_active: int = Field(default=2, ge=1, le=1000, description="Agents working at once.")
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    task_timeout: float = Field(default=1800.0, description="Seconds one task may take.")
+    retries: int = Field(default=2, ge=0, le=100, description="Retries of a failed task.")
+    heartbeat_interval: float = Field(
+        default=30.0, description="Seconds between an agent's heartbeats (3 missed: dead)."
+    )
+    probe_interval: float = Field(
+        default=300.0, description="While the model's quota is exhausted: seconds between probes."
+    )
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        if not CHANNEL_RE.match(value):
+            raise ValueError(f"{value!r} is not a channel name; write it like '#work' (quoted)")
+        return value
+
+    @field_validator("task_timeout", "heartbeat_interval", "probe_interval")
+    @classmethod
+    def _seconds(cls, value: float) -> float:
+        return _finite("seconds", value, low=0, high=MAX_SECONDS, strict=True)
+
+
+class EmbeddedServer(_Strict):
+    """Where `agentctl up` runs its own AgentChat server when the fleet names none."""
+
+    host: str = Field(default="127.0.0.1")
+    port: int = Field(default=6667, ge=1, le=65535)
 
 
 class _AgentFields(_Strict):
@@ -369,8 +460,29 @@ class AgentSpec(_AgentFields):
 
     role: str = Field(description="Role name: lowercase letters, digits and dashes.")
     replicas: int = Field(default=1, ge=0, le=999)
-    runtime: Runtime = Field(default="command", description="What the supervisor runs.")
+    runtime: Runtime = Field(
+        default="command",
+        description="claude: an idle runner that takes tasks and runs Claude Code; "
+        "command: the supervisor runs `command` (with a {prompt} in it, it takes tasks too).",
+    )
     command: list[Text] | None = Field(default=None, description="argv of the agent process.")
+    personality: Text | None = Field(
+        default=None, description="Who this role is, prepended to every task's prompt."
+    )
+    personality_file: Text | None = Field(
+        default=None, description="A file with the personality, read at apply."
+    )
+    model: Text | None = Field(
+        default=None, description="Model for this role (overrides model.name)."
+    )
+    tools: ToolsSpec | None = None
+
+    @property
+    def takes_tasks(self) -> bool:
+        """Whether this role's agents are runners that claim tasks from the work channel."""
+        if self.runtime == "claude":
+            return True
+        return any(PROMPT_PLACEHOLDER in part for part in self.command or [])
 
     @field_validator("role")
     @classmethod
@@ -388,6 +500,15 @@ class AgentSpec(_AgentFields):
     def _runtime_needs(self) -> AgentSpec:
         if self.runtime == "command" and not self.command:
             raise ValueError("runtime 'command' needs a `command:` list")
+        if self.runtime == "claude" and self.command:
+            raise ValueError(
+                "runtime 'claude' runs Claude Code itself; drop `command:` "
+                "(or use runtime: command with a {prompt} placeholder)"
+            )
+        if self.personality is not None and self.personality_file is not None:
+            raise ValueError("give at most one of personality or personality_file")
+        if self.model is not None and not MODEL_RE.match(self.model):
+            raise ValueError(f"model {self.model!r} is not a model name like claude-sonnet-4-5")
         return self
 
 
@@ -414,8 +535,19 @@ class Fleet(_Strict):
     repo: RepoSpec | None = None
     sync: SyncSpec = Field(default_factory=SyncSpec)
     server: Text | None = Field(
-        default=None, description="AgentChat server URL (default: the embedded server)."
+        default=None,
+        description="AgentChat server URL; without it `agentctl up` runs an embedded one.",
     )
+    embedded: EmbeddedServer = Field(default_factory=EmbeddedServer)
+    work: WorkSpec = Field(default_factory=WorkSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"wss?://[^\s/]+(/\S*)?\Z", value):
+            raise ValueError(f"{value!r} is not a WebSocket URL like ws://127.0.0.1:6667")
+        return value
 
     @property
     def name(self) -> str:

@@ -41,6 +41,7 @@ class Mount:
     target: str
     read_only: bool = False
     kind: str = "volume"  # "volume" (named) or "bind" (host path)
+    create: bool = False  # a bind source agentctl owns: created when missing
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ def repo_for(fleet: Fleet, agent: str) -> RepoSpec | None:
 
 
 SecretVersions = Mapping[tuple[str, str], str]
+CONTROL_DIR = "/run/agentctl"  # where a runner finds its node's control socket
 
 
 def render_fleet(
@@ -152,11 +154,16 @@ def render_fleet(
     home: Path,
     server_url: str | None = None,
     secret_versions: SecretVersions | None = None,
+    control_root: Path | None = None,
+    coordinators: tuple[str, ...] = (),
 ) -> list[ContainerSpec]:
     """Every agent of the fleet, replicas expanded, in a stable order.
 
-    ``home`` expands ``~`` in host paths; ``secret_versions`` maps (role, secret name) to
-    a digest of its current value. The caller passes both (pure: no environment).
+    The caller passes what is only known on the host (pure: no environment): ``home``
+    expands ``~`` in host paths; ``server_url`` is the chat server when the fleet names
+    none; ``secret_versions`` maps (role, secret name) to a digest of its current value;
+    ``control_root`` is the host directory of the runners' control sockets;
+    ``coordinators`` are the chat ids runners take assignments from.
     """
     specs: list[ContainerSpec] = []
     for agent in fleet.agents:
@@ -169,6 +176,8 @@ def render_fleet(
                     home=home,
                     server_url=server_url,
                     secret_versions=secret_versions,
+                    control_root=control_root,
+                    coordinators=coordinators,
                 )
             )
     return specs
@@ -187,6 +196,8 @@ def render_agent(
     home: Path,
     server_url: str | None = None,
     secret_versions: SecretVersions | None = None,
+    control_root: Path | None = None,
+    coordinators: tuple[str, ...] = (),
 ) -> ContainerSpec:
     """One replica of ``agent``: defaults merged, names derived, hardened, hashed."""
     d = fleet.defaults
@@ -238,13 +249,23 @@ def render_agent(
 
     secrets = role_secrets(fleet, agent)
     versions = secret_versions or {}
+    if agent.takes_tasks:
+        env.update(_runner_env(fleet, agent, coordinators))
+        if control_root is not None:
+            mounts.append(
+                Mount(str(control_root / fleet.name / name), CONTROL_DIR, kind="bind", create=True)
+            )
     # Secrets always travel as files under /run/secrets: Podman 4.x shows env-type secret
     # values in `podman inspect`. The supervisor exports the env-type ones into the agent's
     # environment from this map (env var name -> file name), so values never appear in
     # the container's config, labels or argv.
     env_secrets = [f"{s.env or s.name}={s.name}" for s in secrets if not s.as_file]
     if env_secrets:
-        env["AGENTCTL_SECRET_ENV"] = ",".join(env_secrets)
+        # A runner keeps them out of its own (long-lived) environment and gives them to
+        # each Claude Code run alone; a plain command gets them from the supervisor.
+        key = "AGENTCTL_RUNNER_SECRET_ENV" if agent.takes_tasks else "AGENTCTL_SECRET_ENV"
+        env[key] = ",".join(env_secrets)
+    child = ["agentctl-agent", "run"] if agent.takes_tasks else list(agent.command or [])
     command = [
         "agentctl-agent",
         "supervise",
@@ -255,7 +276,7 @@ def render_agent(
         "--grace",
         _fmt(grace),
         "--",
-        *(agent.command or []),
+        *child,
     ]
     spec = ContainerSpec(
         fleet=fleet.name,
@@ -309,6 +330,35 @@ def _with_hash(spec: ContainerSpec, digest: str) -> ContainerSpec:
 
 def _shallow(spec: ContainerSpec) -> dict[str, object]:
     return {f: getattr(spec, f) for f in spec.__dataclass_fields__}
+
+
+def _runner_env(fleet: Fleet, agent: AgentSpec, coordinators: tuple[str, ...]) -> dict[str, str]:
+    """What a task-taking runner is told (agent/runner.py's RunnerSettings)."""
+    work = fleet.work
+    env = {
+        "AGENTCTL_RUNNER_CHANNEL": work.channel,
+        "AGENTCTL_RUNNER_HEARTBEAT_INTERVAL": _fmt(work.heartbeat_interval),
+        "AGENTCTL_RUNNER_TASK_TIMEOUT": _fmt(work.task_timeout),
+    }
+    if work.mission:
+        env["AGENTCTL_RUNNER_MISSION"] = work.mission
+    if agent.personality:
+        env["AGENTCTL_RUNNER_PERSONALITY"] = agent.personality
+    model = agent.model or fleet.model.name
+    if model:
+        env["AGENTCTL_RUNNER_MODEL"] = model
+    if fleet.model.base_url:
+        env["AGENTCTL_RUNNER_BASE_URL"] = fleet.model.base_url
+    if agent.tools is not None:
+        env["AGENTCTL_RUNNER_TOOLS_ALLOW"] = json.dumps(agent.tools.allow)
+        env["AGENTCTL_RUNNER_TOOLS_DENY"] = json.dumps(
+            sorted({*agent.tools.deny, "WebFetch", "WebSearch"})
+        )
+    if agent.runtime == "command":
+        env["AGENTCTL_RUNNER_COMMAND"] = json.dumps(agent.command or [])
+    if coordinators:
+        env["AGENTCTL_RUNNER_COORDINATORS"] = ",".join(coordinators)
+    return env
 
 
 def _merge_secrets(base: list[SecretSpec], own: list[SecretSpec]) -> list[SecretSpec]:

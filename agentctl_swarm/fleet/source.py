@@ -49,4 +49,37 @@ def read_fleet(path: str | Path) -> LoadedFleet:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _problem(path, f"not UTF-8 text (byte {exc.start})") from exc
-    return parse_fleet(text, str(path), base_dir=path.parent.absolute())
+    loaded = parse_fleet(text, str(path), base_dir=path.parent.absolute())
+    return _with_personalities(loaded)
+
+
+MAX_PERSONALITY_BYTES = 64 * 1024
+
+
+def _with_personalities(loaded: LoadedFleet) -> LoadedFleet:
+    """Read each ``personality_file`` (next to the fleet file) into ``personality``."""
+    problems: list[Problem] = []
+    agents = []
+    for index, agent in enumerate(loaded.fleet.agents):
+        if agent.personality_file is None:
+            agents.append(agent)
+            continue
+        file = Path(agent.personality_file).expanduser()
+        if not file.is_absolute():
+            file = loaded.path.parent.absolute() / file
+        loc = ("agents", index, "personality_file")
+        try:
+            raw = file.read_bytes()[: MAX_PERSONALITY_BYTES + 1]
+            if len(raw) > MAX_PERSONALITY_BYTES:
+                raise ValueError("is larger than 64 KiB")
+            text = raw.decode("utf-8")
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            problems.append(loaded.locate(loc, f"cannot read {file}: {reason}"))
+            continue
+        agents.append(agent.model_copy(update={"personality": text}))
+    if problems:
+        raise FleetError(problems)
+    return LoadedFleet(
+        fleet=loaded.fleet.model_copy(update={"agents": agents}), path=loaded.path, tree=loaded.tree
+    )

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from podman import PodmanClient, api
@@ -234,6 +235,8 @@ class PodmanBackend:
                     "mode": "ro" if mount.read_only else "rw",
                 }
             else:
+                if mount.create:  # a directory agentctl owns (the runner's control socket)
+                    Path(mount.source).mkdir(parents=True, exist_ok=True, mode=0o755)
                 mounts.append(
                     {
                         "type": "bind",

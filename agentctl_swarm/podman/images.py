@@ -8,9 +8,14 @@ Why it is shaped this way:
   host's (major.minor); that is checked before building, with a clear message.
 * Where no registry can be pulled from, the base image is made locally: debootstrap a
   minimal Debian and ``podman import`` it (``localhost/agentctl-base:<suite>``).
+* Claude Code goes in as its native Linux binary (``/usr/local/bin/claude``), installed
+  with npm on the host into a cache outside the repository (``claude_code.py``) and
+  handed over through the build context: nothing is downloaded inside the build.
+  ``BuildOptions(with_claude=False)`` (``agentctl build --slim``) builds without it.
 * Builds are skipped when nothing that goes into the image changed: a content hash of the
-  Containerfile, ``containers/**``, the project sources, the build arguments and the base
-  image's id is stored in the image label ``io.agentctl.build-hash``.
+  Containerfile, ``containers/**``, the project sources, the build arguments, the base
+  image's id and the Claude Code version and binary digest is stored in the image label
+  ``io.agentctl.build-hash``.
 
 Progress is reported through a callback of ``BuildEvent``; rendering is the CLI's job.
 """
@@ -18,7 +23,6 @@ Progress is reported through a callback of ``BuildEvent``; rendering is the CLI'
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -27,10 +31,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from agentctl_swarm.core.errors import AgentctlError
+from agentctl_swarm.core.files import file_lock
+from agentctl_swarm.core.proc import CommandFailed, run, stream_lines
+from agentctl_swarm.podman.claude_code import (
+    CLAUDE_CODE_VERSION,
+    ClaudeBinary,
+    check_version,
+    default_cache_dir,
+    ensure_claude,
+)
 
 BUILD_HASH_LABEL = "io.agentctl.build-hash"
 BASE_LABEL = "io.agentctl.base-image"
@@ -39,20 +53,24 @@ LOCAL_BASE_PREFIX = "localhost/agentctl-base"
 DEBOOTSTRAP_INCLUDE = ("python3", "python3-venv", "git", "tini", "ca-certificates")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 PACKAGE_DIR = "agentctl_swarm"
-HASH_VERSION = "1"  # bump when the meaning of the hash inputs changes
+RUNTIME_LOCK = "requirements.lock"  # the image's Python packages (scripts/lock.sh)
+HASH_VERSION = "2"  # bump when the meaning of the hash inputs changes
+CLAUDE_CONTEXT_DIR = "claude"  # in the build context; its files land in /usr/local/bin
+COPY_CHUNK = 8 * 1024 * 1024
 
 _STEP_RE = re.compile(r"^STEP (\d+)/(\d+)")
 
 
-class BuildError(RuntimeError):
+class BuildError(AgentctlError):
     """The build cannot go on; the message names the cause and the fix."""
 
 
 @dataclass(frozen=True)
 class BuildEvent:
-    """One progress update: a stage, a line of text and, for `podman build`, the step."""
+    """One progress update: a stage, a line of text and, for `podman build`, the step
+    (or, while copying Claude Code into the build context, the percentage as step/100)."""
 
-    stage: str  # base | check | wheels | build | done
+    stage: str  # base | claude | check | wheels | build | done
     message: str
     step: int | None = None
     total: int | None = None
@@ -60,18 +78,28 @@ class BuildEvent:
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """What to build and from what."""
+    """What to build and from what.
+
+    ``with_claude``: put Claude Code (``claude_version``, fetched with npm into
+    ``cache_dir``, default ``~/.cache/agentctl``) into the image; False builds the slim
+    image without it.
+    """
 
     project_dir: Path
     image: str = "localhost/agentctl-agent:latest"
     base_image: str = "localhost/agentctl-base:bookworm"
-    with_claude: bool = False
+    with_claude: bool = True
+    claude_version: str = CLAUDE_CODE_VERSION
+    cache_dir: Path | None = None
     force: bool = False
     mirror: str = DEFAULT_MIRROR
     lock_dir: Path | None = None
 
     def build_args(self) -> dict[str, str]:
-        return {"BASE_IMAGE": self.base_image, "WITH_CLAUDE": "1" if self.with_claude else "0"}
+        return {"BASE_IMAGE": self.base_image}
+
+    def claude_cache(self) -> Path:
+        return self.cache_dir or default_cache_dir()
 
 
 @dataclass(frozen=True)
@@ -116,7 +144,7 @@ def find_project_dir(start: Path | None = None) -> Path:
 
 def input_files(project_dir: Path) -> list[Path]:
     """Every file whose content goes into the image, relative to ``project_dir``, sorted."""
-    files = [Path("Containerfile"), Path("pyproject.toml")]
+    files = [Path("Containerfile"), Path("pyproject.toml"), Path(RUNTIME_LOCK)]
     for sub in ("containers", PACKAGE_DIR):
         root = project_dir / sub
         if not root.is_dir():
@@ -127,8 +155,14 @@ def input_files(project_dir: Path) -> list[Path]:
     return sorted(f for f in set(files) if (project_dir / f).is_file())
 
 
-def build_hash(project_dir: Path, build_args: Mapping[str, str], base_id: str) -> str:
-    """Content hash of everything that shapes the image (names, bytes, args, base id).
+def build_hash(
+    project_dir: Path,
+    build_args: Mapping[str, str],
+    base_id: str,
+    claude: ClaudeBinary | None = None,
+) -> str:
+    """Content hash of everything that shapes the image (names, bytes, args, base id,
+    and the Claude Code binary: its version and SHA-256, or its absence).
 
     Modification times do not count, so touching a file or a fresh clone keeps the hash.
     """
@@ -139,6 +173,7 @@ def build_hash(project_dir: Path, build_args: Mapping[str, str], base_id: str) -
     for key in sorted(build_args):
         h.update(f"arg {key}={build_args[key]}\n".encode())
     h.update(f"base {base_id}\n".encode())
+    h.update((f"claude {claude.version} {claude.sha256}" if claude else "claude none").encode())
     return h.hexdigest()
 
 
@@ -175,9 +210,8 @@ def _podman() -> str:
 
 
 def _run(argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
+    """A short podman command; the caller looks at the exit code (a timeout raises)."""
+    return run(argv, timeout=timeout, check=False)
 
 
 def image_id(image: str) -> str | None:
@@ -199,43 +233,28 @@ def remove_image(image: str) -> None:
     _run([_podman(), "rmi", "--force", image])
 
 
-def _stream(argv: list[str], emit: Emit, stage: str, **kw: object) -> tuple[int, list[str]]:
+def _stream(argv: list[str], emit: Emit, stage: str) -> tuple[int, list[str]]:
     """Run a command, passing each output line to ``emit``; return (code, last lines)."""
-    tail: deque[str] = deque(maxlen=40)
-    with subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        bufsize=1,
-        **kw,  # type: ignore[call-overload]
-    ) as proc:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.rstrip()
-            if not line:
-                continue
-            tail.append(line)
-            step = parse_step(line)
-            emit(BuildEvent(stage, line, *(step or (None, None))))
-        code = proc.wait()
-    return code, list(tail)
+
+    def on_line(line: str) -> None:
+        step = parse_step(line)
+        emit(BuildEvent(stage, line, *(step or (None, None))))
+
+    return stream_lines(argv, on_line)
 
 
 @contextlib.contextmanager
-def _lock(lock_dir: Path | None) -> Iterator[None]:
+def _lock(lock_dir: Path | None, emit: Emit = _noop) -> Iterator[None]:
     """Serialise builds on one machine: two `agentctl build` runs would race on the tag."""
     if lock_dir is None:
         yield
         return
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / "build.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(
+        lock_dir / "build.lock",
+        what="the image build lock",
+        on_wait=lambda line: emit(BuildEvent("check", line)),
+    ):
+        yield
 
 
 # ---------------------------------------------------------------------------------------
@@ -319,7 +338,7 @@ def ensure_base_image(opts: BuildOptions, emit: Emit = _noop) -> bool:
     emit(BuildEvent("base", f"pulling {opts.base_image}"))
     try:
         r = _run([_podman(), "pull", opts.base_image], timeout=600)
-    except subprocess.TimeoutExpired:
+    except CommandFailed:
         r = subprocess.CompletedProcess([], 1, "", "timed out after 600 s")
     if r.returncode != 0:
         last = (r.stderr.strip().splitlines() or ["?"])[-1]
@@ -370,12 +389,20 @@ def build_wheels(project_dir: Path, dest: Path, emit: Emit = _noop) -> list[str]
     """`pip wheel` the project and all its dependencies into ``dest``; return file names."""
     dest.mkdir(parents=True, exist_ok=True)
     emit(BuildEvent("wheels", "pip wheel (project and dependencies)"))
-    code, tail = _stream(
-        [sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "-q",
-         "--wheel-dir", str(dest), str(project_dir)],
-        emit,
-        "wheels",
-    )  # fmt: skip
+    pip = [sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "-q",
+           "--wheel-dir", str(dest)]  # fmt: skip
+    lock = project_dir / RUNTIME_LOCK
+    steps = (
+        # the locked versions (with hashes), then the project alone on top
+        [[*pip, "--require-hashes", "-r", str(lock)], [*pip, "--no-deps", str(project_dir)]]
+        if lock.is_file()
+        else [[*pip, str(project_dir)]]
+    )
+    code, tail = 0, []
+    for argv in steps:
+        code, tail = _stream(argv, emit, "wheels")
+        if code != 0:
+            break
     if code != 0:
         raise BuildError(
             "building wheels failed:\n" + "\n".join(tail[-8:]) + "\n(the host needs to reach "
@@ -401,20 +428,76 @@ def _drop_replaced(previous: str | None, image: str) -> None:
         _run([_podman(), "rmi", previous])
 
 
-def current_hash(opts: BuildOptions) -> str:
+def current_hash(opts: BuildOptions, claude: ClaudeBinary | None = None) -> str:
     """The hash the image would carry if built now (the base must be local)."""
     base_id = image_id(opts.base_image) or "absent"
-    return build_hash(opts.project_dir, opts.build_args(), base_id)
+    return build_hash(opts.project_dir, opts.build_args(), base_id, claude)
+
+
+def fetch_claude(opts: BuildOptions, emit: Emit = _noop) -> ClaudeBinary | None:
+    """The Claude Code binary for this build (installed with npm when not cached yet),
+    or None for the slim image."""
+    if not opts.with_claude:
+        return None
+    check_version(opts.claude_version)  # a bad --claude-version is the user's (exit 2)
+    cache = opts.claude_cache()
+    emit(BuildEvent("claude", f"Claude Code {opts.claude_version} (cache {cache})"))
+    try:
+        return ensure_claude(
+            cache,
+            opts.claude_version,
+            progress=lambda line: emit(BuildEvent("claude", line)),
+        )
+    except AgentctlError as exc:
+        raise BuildError(exc.one_line()) from exc
+
+
+def stage_claude(claude: ClaudeBinary | None, ctx: Path, emit: Emit = _noop) -> None:
+    """Put the binary into the build context as ``claude/claude`` (the Containerfile
+    copies the directory's files to /usr/local/bin; empty for the slim image).
+
+    A hard link when the cache and the context share a file system (instant), else a
+    copy with progress, checked against the digest so a torn copy never ships.
+    """
+    target_dir = ctx / CLAUDE_CONTEXT_DIR
+    target_dir.mkdir()
+    if claude is None:
+        return
+    target = target_dir / "claude"
+    try:
+        os.link(claude.path, target)
+        return
+    except OSError:
+        pass  # another file system (or no links allowed): copy
+    h = hashlib.sha256()
+    done, last = 0, -1
+    with open(claude.path, "rb") as src, open(target, "wb") as dst:
+        while chunk := src.read(COPY_CHUNK):
+            dst.write(chunk)
+            h.update(chunk)
+            done += len(chunk)
+            percent = done * 100 // max(1, claude.size)
+            if percent // 10 != last // 10:
+                last = percent
+                emit(BuildEvent("claude", f"copying claude into the build context ({percent}%)",
+                                percent, 100))  # fmt: skip
+    if h.hexdigest() != claude.sha256:
+        raise BuildError(
+            f"the copy of {claude.path} does not match its recorded digest; the cache is "
+            f"damaged: remove {claude.path.parents[3]} and build again"
+        )
+    target.chmod(0o755)
 
 
 def build_agent_image(opts: BuildOptions, emit: Emit = _noop) -> BuildResult:
     """Build the agent image unless an image with the same input hash exists already."""
     start = time.monotonic()
-    with _lock(opts.lock_dir):
+    with _lock(opts.lock_dir, emit):
         if not (opts.project_dir / "Containerfile").is_file():
             raise BuildError(f"{opts.project_dir}/Containerfile not found")
         base_built = ensure_base_image(opts, emit)
-        wanted = current_hash(opts)
+        claude = fetch_claude(opts, emit)
+        wanted = current_hash(opts, claude)
         if not opts.force and image_label(opts.image, BUILD_HASH_LABEL) == wanted:
             emit(BuildEvent("done", f"{opts.image} is up to date"))
             return BuildResult(opts.image, wanted, True, base_built, time.monotonic() - start)
@@ -425,6 +508,7 @@ def build_agent_image(opts: BuildOptions, emit: Emit = _noop) -> BuildResult:
             ctx = Path(tmp)
             build_wheels(opts.project_dir, ctx / "wheels", emit)
             _copy_assets(opts.project_dir, ctx)
+            stage_claude(claude, ctx, emit)
             argv = [_podman(), "build", "--network", "host", "--pull=never"]
             argv += ["-f", str(opts.project_dir / "Containerfile"), "-t", opts.image]
             for key, value in opts.build_args().items():

@@ -162,8 +162,10 @@ def sync_agent(
     except LockBusy as exc:  # another daemon is syncing this agent right now
         result.error = f"another sync of this agent is running ({exc})"
     if result.ok:
+        quiet = not result.commits and not result.updates  # nothing new: not worth a line
         log_event(
-            log, "sync.ok", agent=target.agent, commits=result.commits, bytes=result.bytes,
+            log, "sync.ok", level=logging.DEBUG if quiet else logging.INFO,
+            agent=target.agent, commits=result.commits, bytes=result.bytes,
             refs=[u.ref for u in result.updates], seconds=round(result.duration, 3),
             phases=result.phases,
         )  # fmt: skip

@@ -129,10 +129,12 @@ def test_unreachable_server_is_one_line(home: Path) -> None:
         ("tail", "-s", url, "#general"),
     ):
         res = chat(home, *args)
-        assert res.returncode == 1
+        # The CLI's one error handler: "error: ..." and the documented exit code 3
+        # ("a service cannot be reached"), as every agentctl command.
+        assert res.returncode == 3
         # (send may first note that it created the identity)
         assert res.stderr.strip().splitlines()[-1] == (
-            f"agentctl chat: cannot reach AgentChat server at {url}: connection refused"
+            f"error: cannot reach AgentChat server at {url}: connection refused"
         )
         assert "Traceback" not in res.stderr
 

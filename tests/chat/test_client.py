@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from agentctl_swarm.chat.backoff import Backoff
 from agentctl_swarm.chat.client import (
     AgentChatClient,
     ChatError,
@@ -26,12 +25,13 @@ from agentctl_swarm.chat.client import (
 )
 from agentctl_swarm.chat.identity import Identity
 from agentctl_swarm.chat.server import ServerConfig, ThreadedServer
+from agentctl_swarm.core.backoff import Backoff, BackoffCurve
 
-FAST = Backoff(initial=0.05, maximum=0.5)
+FAST = Backoff(BackoffCurve(initial=0.05, cap=0.5, jitter=0.25))
 
 
 def _client(url: str, name: str, **kw: Any) -> AgentChatClient:
-    kw.setdefault("backoff", Backoff(initial=0.05, maximum=0.5))
+    kw.setdefault("backoff", Backoff(BackoffCurve(initial=0.05, cap=0.5, jitter=0.25)))
     return AgentChatClient(url, Identity.generate(name), **kw)
 
 

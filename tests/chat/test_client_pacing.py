@@ -6,34 +6,38 @@ import itertools
 
 import pytest
 
-from agentctl_swarm.chat.backoff import Backoff, backoff_delay
+from agentctl_swarm.chat.client import RECONNECT_CURVE
 from agentctl_swarm.chat.ratelimit import SlidingWindow, TokenBucket
+from agentctl_swarm.core.backoff import Backoff, BackoffCurve
 
 
 def test_backoff_doubles_from_one_second_to_thirty() -> None:
-    delays = [backoff_delay(n, rand=0.0) for n in range(8)]
+    delays = [RECONNECT_CURVE.delay(n, 0.0) for n in range(8)]
     assert delays == [1, 2, 4, 8, 16, 30, 30, 30]
 
 
 def test_backoff_jitter_only_shortens_and_stays_in_band() -> None:
     for attempt, rand in itertools.product(range(10), (0.0, 0.3, 0.999)):
         base = min(30.0, 2.0**attempt)
-        d = backoff_delay(attempt, rand=rand, jitter=0.25)
+        d = RECONNECT_CURVE.delay(attempt, rand)
         assert base * 0.75 <= d <= base
 
 
 def test_backoff_huge_attempt_does_not_overflow() -> None:
-    assert backoff_delay(10_000) == 30.0
+    assert RECONNECT_CURVE.delay(10_000) == 30.0
 
 
-@pytest.mark.parametrize("kwargs", [{"attempt": -1}, {"attempt": 0, "jitter": 1.0}])
-def test_backoff_rejects_bad_arguments(kwargs: dict) -> None:
+@pytest.mark.parametrize(
+    "make",
+    [lambda: RECONNECT_CURVE.delay(-1), lambda: BackoffCurve(initial=1.0, cap=30.0, jitter=1.0)],
+)
+def test_backoff_rejects_bad_arguments(make) -> None:
     with pytest.raises(ValueError):
-        backoff_delay(**kwargs)
+        make()
 
 
 def test_backoff_object_advances_and_resets() -> None:
-    b = Backoff(rng=lambda: 0.0)
+    b = Backoff(RECONNECT_CURVE, rng=lambda: 0.0)
     assert [b.next() for _ in range(4)] == [1, 2, 4, 8]
     b.reset()
     assert b.next() == 1
@@ -41,7 +45,7 @@ def test_backoff_object_advances_and_resets() -> None:
 
 def test_backoff_jitter_spreads_clients() -> None:
     values = iter([0.0, 0.5, 0.99])
-    got = {Backoff(rng=lambda: next(values)).next() for _ in range(3)}
+    got = {Backoff(RECONNECT_CURVE, rng=lambda: next(values)).next() for _ in range(3)}
     assert len(got) == 3
 
 

@@ -7,9 +7,9 @@ import signal
 import subprocess
 from pathlib import Path
 
-from agentctl_swarm.chat.backoff import Backoff
 from agentctl_swarm.chat.client import AgentChatClient
 from agentctl_swarm.chat.identity import Identity
+from agentctl_swarm.core.backoff import Backoff, BackoffCurve
 from tests.chat.conftest import start_server_process
 
 
@@ -18,7 +18,11 @@ async def test_client_rides_out_a_killed_server_process(tmp_path: Path) -> None:
     first, url = start_server_process("--data-dir", str(data), port=0)
     port = int(url.rsplit(":", 1)[1])
     procs = [first]
-    a = AgentChatClient(url, Identity.generate("alice"), backoff=Backoff(0.05, maximum=0.5))
+    a = AgentChatClient(
+        url,
+        Identity.generate("alice"),
+        backoff=Backoff(BackoffCurve(initial=0.05, cap=0.5, jitter=0.25)),
+    )
     try:
         await a.connect()
         await a.join("#general")

@@ -258,7 +258,8 @@ def test_bad_env_is_reported(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 2
-    assert "AGENTCHAT_SETTLE_MS='soon' is not a number" in proc.stderr
+    # The wording of the one settings loader (agentctl_swarm.config.load_settings).
+    assert "AGENTCHAT_SETTLE_MS='soon': must be a number" in proc.stderr
 
 
 async def test_displaced_session_says_so_and_connect_takes_it_back(

@@ -12,7 +12,7 @@ from agentctl_swarm.chat.identity import Identity
 
 PEM = Identity.generate("x").public_pem
 
-# One valid example of every client frame type (§3).
+# One valid example of every client frame type (owl/reference/agentchat-protocol.md, "Client frames").
 VALID = {
     "IDENTIFY": {"name": "alice-1_B", "pubkey": PEM},
     "VERIFY_IDENTITY": {"challenge_id": "chal_x", "signature": "c2ln", "timestamp": 17},

@@ -97,7 +97,9 @@ def test_build_twice_second_run_skips(image_names, frozen_checkout: Path):
         pytest.skip(f"base image {BASE} is missing (scripts/setup.sh builds it)")
     image = unique("agentctl-agent-test")
     image_names.append(image)
-    args = ("--image", image, "--base-image", BASE, "--project-dir", str(frozen_checkout))
+    args = (
+        "--image", image, "--base-image", BASE, "--project-dir", str(frozen_checkout), "--slim",
+    )  # fmt: skip
 
     first = agentctl_build(*args)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -123,6 +125,8 @@ def test_build_twice_second_run_skips(image_names, frozen_checkout: Path):
     assert facts[:6] == ["1000", "/home/agent", "agent", "agent", "tini", "/usr/bin/git"]
     assert "writable" not in facts
     assert '"Bash"' in "".join(facts)
+    # --slim: no Claude Code in this image
+    assert podman_run(image, "sh", "-c", "command -v claude || echo absent").strip() == "absent"
 
 
 def test_base_without_python_is_refused_clearly(image_names, tmp_path: Path):

@@ -6,10 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from agentctl_swarm.podman.claude_code import ClaudeBinary
 from agentctl_swarm.podman.images import (
     build_hash,
     find_project_dir,
@@ -19,8 +21,9 @@ from agentctl_swarm.podman.images import (
     suite_of,
 )
 
-ARGS = {"BASE_IMAGE": "localhost/agentctl-base:bookworm", "WITH_CLAUDE": "0"}
+ARGS = {"BASE_IMAGE": "localhost/agentctl-base:bookworm"}
 BASE_ID = "e9d60e0a4fbf"
+CLAUDE = ClaudeBinary("2.1.332", Path("/cache/claude"), "ab" * 32, 400_000_000)
 
 
 @pytest.fixture
@@ -36,8 +39,13 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def h(root: Path, args: dict[str, str] = ARGS, base: str = BASE_ID) -> str:
-    return build_hash(root, args, base)
+def h(
+    root: Path,
+    args: dict[str, str] = ARGS,
+    base: str = BASE_ID,
+    claude: ClaudeBinary | None = CLAUDE,
+) -> str:
+    return build_hash(root, args, base, claude)
 
 
 def test_unchanged_inputs_give_the_same_hash(project: Path, tmp_path: Path):
@@ -82,9 +90,18 @@ def test_changed_content_gives_a_new_hash(project: Path, change):
 
 def test_build_args_and_base_id_are_inputs(project: Path):
     first = h(project)
-    assert h(project, {**ARGS, "WITH_CLAUDE": "1"}) != first
+    assert h(project, {**ARGS, "EXTRA": "1"}) != first
     assert h(project, {**ARGS, "BASE_IMAGE": "docker.io/library/python:3.11"}) != first
     assert h(project, base="0123456789ab") != first
+
+
+def test_claude_code_version_and_digest_are_inputs(project: Path):
+    first = h(project)
+    assert h(project, claude=None) != first  # the slim image is another image
+    assert h(project, claude=replace(CLAUDE, version="2.1.333")) != first
+    assert h(project, claude=replace(CLAUDE, sha256="cd" * 32)) != first
+    # where the cache lives does not matter, only what the binary is
+    assert h(project, claude=replace(CLAUDE, path=Path("/elsewhere/claude"))) == first
 
 
 def test_input_files_cover_the_image_inputs_of_this_checkout():

@@ -3,7 +3,8 @@
 Why it is built this way:
 
 * One supervisor task owns the socket. When the connection drops it reconnects with
-  jittered exponential backoff (1 s doubling to 30 s), re-joins the channels the caller
+  jittered exponential backoff (1 s doubling to 30 s, the project's one
+  :class:`~agentctl_swarm.core.backoff.BackoffCurve`), re-joins the channels the caller
   joined, and only then lets queued messages flow again, so nothing sent while cut off
   is lost or sent to a channel the new socket has not joined yet.
 * Outgoing MSGs pass a token bucket matching the server's limit (1 per second, no
@@ -28,20 +29,25 @@ from __future__ import annotations
 
 from agentctl_swarm.chat.client.agent_client import AgentChatClient
 from agentctl_swarm.chat.client.base import HANDSHAKE_TIMEOUT_S as HANDSHAKE_TIMEOUT_S
+from agentctl_swarm.chat.client.base import RECONNECT_CURVE as RECONNECT_CURVE
 from agentctl_swarm.chat.client.connection import MAX_FRAME as MAX_FRAME
 from agentctl_swarm.chat.client.errors import (
+    BadServerUrl,
     ChatError,
     ConnectError,
     Displaced,
+    HandshakeRefused,
     NotConnected,
     ServerError,
 )
 
 __all__ = [
     "AgentChatClient",
+    "BadServerUrl",
     "ChatError",
     "ConnectError",
     "Displaced",
+    "HandshakeRefused",
     "NotConnected",
     "ServerError",
 ]

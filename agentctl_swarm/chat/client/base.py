@@ -18,7 +18,6 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
-from agentctl_swarm.chat.backoff import Backoff
 from agentctl_swarm.chat.client.errors import ChatError, Displaced, NotConnected
 from agentctl_swarm.chat.identity import Identity
 from agentctl_swarm.chat.ratelimit import (
@@ -29,9 +28,14 @@ from agentctl_swarm.chat.ratelimit import (
     SlidingWindow,
     TokenBucket,
 )
+from agentctl_swarm.core.backoff import Backoff, BackoffCurve
 
-#: The server holds a taking-over socket up to 60 s before WELCOME (§2.5).
+#: The server holds a socket taking over a live identity up to 60 s before WELCOME
+#: (owl/reference/agentchat-protocol.md, "Duplicate identities").
 HANDSHAKE_TIMEOUT_S = 90.0
+#: Waits between reconnect attempts: 1 s doubling to 30 s, each shortened at random by up
+#: to a quarter so a fleet that lost its server does not come back in lock-step.
+RECONNECT_CURVE = BackoffCurve(initial=1.0, multiplier=2.0, cap=30.0, jitter=0.25)
 
 
 def _now_ms() -> int:
@@ -91,7 +95,7 @@ class ClientBase:
         self.open_timeout = open_timeout
         self.request_timeout = request_timeout
         self.handshake_timeout = handshake_timeout
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(RECONNECT_CURVE)
         self.agent_id: str | None = None  # "@<id>", set by WELCOME
         self.welcome: dict[str, Any] | None = None
         self.channels: set[str] = set()  # joined explicitly; re-joined on reconnect

@@ -113,7 +113,13 @@ class ChatCallsMixin(OutgoingMixin):
         * ``echo=True``: return the server's echo of it (carrying ``msg_id``), or raise
           :class:`ServerError` if the server refused it. ``timeout`` bounds the wait
           (TimeoutError); the message stays queued.
+
+        Text is sent as the wire carries it: a lone surrogate becomes U+FFFD here, so one
+        odd string can never fail to encode or sign later inside the send loop.
         """
+        to, content = protocol.clean_text(to), protocol.clean_text(content)
+        if in_reply_to is not None:
+            in_reply_to = protocol.clean_text(in_reply_to)
         if self.displaced:
             raise Displaced(f"{self.agent_id} was displaced by another connection")
         if self._done.is_set():

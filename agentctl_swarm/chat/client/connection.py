@@ -17,19 +17,21 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from agentctl_swarm.chat import protocol
 from agentctl_swarm.chat.client.base import _now_ms
 from agentctl_swarm.chat.client.errors import (
+    BadServerUrl,
     ChatError,
     ConnectError,
     Displaced,
+    HandshakeRefused,
     NotConnected,
     ServerError,
 )
 from agentctl_swarm.chat.client.outgoing import OutgoingMixin
+from agentctl_swarm.core.logs import log_event
 
-#: The package's logger, as before the split into modules.
-log = logging.getLogger(__package__)
+log = logging.getLogger("agentctl.chat.client")
 
 #: Largest frame upstream accepts (``maxPayload``); we accept the same size inbound.
-MAX_FRAME = 2 * 1024 * 1024
+MAX_FRAME = protocol.MAX_PAYLOAD
 #: Handshake errors after which retrying cannot help.
 _FATAL_HANDSHAKE = {"NOT_ALLOWED", "BANNED", "INVALID_MSG", "CAPTCHA_FAILED"}
 
@@ -49,27 +51,28 @@ class ConnectionMixin(OutgoingMixin):
                 ping_interval=20,
                 ping_timeout=20,
                 close_timeout=2,
+                logger=log,
             )
-        except InvalidURI:
-            raise ConnectError(
+        except InvalidURI as exc:
+            raise BadServerUrl(
                 f"{self.url}: not a WebSocket URL; use ws://HOST:PORT or wss://HOST:PORT"
-            ) from None
+            ) from exc
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             raise ConnectError(
                 f"cannot reach AgentChat server at {self.url}: {_reason(exc)}"
-            ) from None
+            ) from exc
         try:
             welcome = await asyncio.wait_for(self._handshake(ws), self.handshake_timeout)
-        except TimeoutError:
+        except TimeoutError as exc:
             await ws.close()
             raise ConnectError(
                 f"{self.url}: no WELCOME within {self.handshake_timeout:.0f} s"
-            ) from None
+            ) from exc
         except ConnectionClosed as exc:
             raise ConnectError(
                 f"{self.url}: server closed the connection during the handshake "
                 f"({_close_reason(exc)})"
-            ) from None
+            ) from exc
         except BaseException:
             await ws.close()
             raise
@@ -109,7 +112,7 @@ class ConnectionMixin(OutgoingMixin):
                 code = str(frame.get("code"))
                 err = ServerError(code, str(frame.get("message")))
                 await ws.close()
-                raise ConnectError(f"{self.url}: handshake refused: {err}") from err
+                raise HandshakeRefused(f"{self.url}: handshake refused: {err}") from err
             else:
                 early.append(frame)
 
@@ -148,10 +151,16 @@ class ConnectionMixin(OutgoingMixin):
             self._finish(self._final_error())
 
     async def _reconnect_loop(self) -> ClientConnection | None:
+        """Wait, try, wait longer: the next socket, or None when retrying cannot help.
+
+        A plain loop over the client's :class:`~agentctl_swarm.core.backoff.Backoff` rather
+        than tenacity: the first try also waits (jittered), so a fleet that lost its
+        server does not reconnect in lock-step, and fatal handshake errors end it.
+        """
         self.backoff.reset()
         while not self.closed:
             delay = self.backoff.next()
-            log.info("agentchat: reconnecting to %s in %.1f s", self.url, delay)
+            log_event(log, "chat.client.reconnecting", url=self.url, delay_s=round(delay, 3))
             await asyncio.sleep(delay)
             try:
                 ws, welcome = await self._open()
@@ -178,7 +187,13 @@ class ConnectionMixin(OutgoingMixin):
                 self.rejoined.append(channel)
             except ServerError as exc:
                 # E.g. a created channel that did not survive a server restart.
-                log.warning("agentchat: could not re-join %s: %s", channel, exc)
+                log_event(
+                    log,
+                    "chat.client.rejoin_failed",
+                    level=logging.WARNING,
+                    channel=channel,
+                    error=exc,
+                )
                 self.channels.discard(channel)
 
     async def _read_loop(self, ws: ClientConnection) -> None:
@@ -230,11 +245,13 @@ class ConnectionMixin(OutgoingMixin):
 
 
 def _decode(raw: str | bytes) -> dict[str, Any] | None:
-    """Server frames are JSON objects; anything else is logged and skipped."""
+    """Server frames are JSON objects under the wire's JSON rules; anything else (not
+    JSON, non-finite numbers, nesting too deep) is logged and skipped, never raised into
+    the read loop."""
     try:
         return protocol.decode_server_frame(raw)
     except protocol.ProtocolError as exc:
-        log.warning("agentchat: ignoring a bad server frame (%s)", exc)
+        log_event(log, "chat.client.bad_frame", level=logging.WARNING, error=exc.message)
         return None
 
 

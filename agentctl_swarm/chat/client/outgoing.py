@@ -44,8 +44,8 @@ class OutgoingMixin(ClientBase):
             await asyncio.sleep(wait)
         try:
             await ws.send(protocol.encode(frame))
-        except ConnectionClosed:
-            raise NotConnected(f"connection to {self.url} lost") from None
+        except ConnectionClosed as exc:
+            raise NotConnected(f"connection to {self.url} lost") from exc
 
     async def _request(
         self,
@@ -90,11 +90,11 @@ class OutgoingMixin(ClientBase):
             if match is None:
                 await self._write({"type": "PING"}, require_ready=require_ready)
             reply = await asyncio.wait_for(waiter.future, self.request_timeout)
-        except TimeoutError:
+        except TimeoutError as exc:
             raise ChatError(
                 f"no reply to {frame.get('type')} from {self.url} within "
                 f"{self.request_timeout:.0f} s"
-            ) from None
+            ) from exc
         finally:
             self._drop_waiter(waiter)
         return waiter.collect if match is None else reply

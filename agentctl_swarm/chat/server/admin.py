@@ -13,6 +13,14 @@ from agentctl_swarm.chat.server.base import CoreBase
 from agentctl_swarm.chat.server.state import Agent, Conn
 
 
+def _reason_text(value: Any, default: str) -> str:
+    """An admin's ``reason`` as text, as a JavaScript template would show it (frames say
+    ``reason`` is a string; a client may have sent any JSON value)."""
+    if isinstance(value, str):
+        return value or default
+    return p.js_str(value) if p.js_truthy(value) else default
+
+
 class AdminMixin(CoreBase):
     """ADMIN_* frames, all gated on the configured admin key."""
 
@@ -78,7 +86,7 @@ class AdminMixin(CoreBase):
         if target is None:
             self._error(c, E.AGENT_NOT_FOUND, f"Agent @{aid} not found or not online", now)
             return
-        self._kick(target, "KICKED", msg.get("reason") or "Kicked by admin", now)
+        self._kick(target, "KICKED", _reason_text(msg.get("reason"), "Kicked by admin"), now)
         self._admin_result(c, "kick", aid, now)
 
     def _h_admin_ban(self, c: Conn, msg: dict[str, Any], now: int) -> None:
@@ -86,11 +94,11 @@ class AdminMixin(CoreBase):
             return
         aid = msg["agent_id"].removeprefix("@")
         # Stored as given: a later login by this id reads "You are banned" when empty.
-        self.bans[aid] = {"reason": msg.get("reason") or "", "at": now}
+        self.bans[aid] = {"reason": _reason_text(msg.get("reason"), ""), "at": now}
         self.store.put("ban", aid, self.bans[aid])
         target = self.agents.get(aid)
         if target is not None:
-            self._kick(target, "BANNED", msg.get("reason") or "Banned by admin", now)
+            self._kick(target, "BANNED", _reason_text(msg.get("reason"), "Banned by admin"), now)
         self._admin_result(c, "ban", aid, now)
 
     def _h_admin_unban(self, c: Conn, msg: dict[str, Any], now: int) -> None:

@@ -18,10 +18,14 @@ from typing import Any
 from agentctl_swarm.chat import protocol as p
 from agentctl_swarm.chat.protocol import ErrorCode as E
 from agentctl_swarm.chat.protocol import js_json
-from agentctl_swarm.chat.server.config import ServerConfig
+from agentctl_swarm.chat.server.config import (
+    BUILTIN_CHANNELS,
+    BUILTIN_VERIFIED_CHANNELS,
+    ServerConfig,
+)
 from agentctl_swarm.chat.server.marketplace import Market, iso
 from agentctl_swarm.chat.server.redact import Redactor
-from agentctl_swarm.chat.server.state import Action, Agent, Channel, Close, Conn, Send
+from agentctl_swarm.chat.server.state import Agent, Channel, Close, Conn, Send, ServerAction
 from agentctl_swarm.chat.server.store import Store
 
 #: Alphabet of the random parts of agent, message and callback ids.
@@ -46,21 +50,24 @@ class CoreBase:
         self.motd = config.motd
         self._timers: list[tuple[int, int, str, Any]] = []
         self._seq = itertools.count()
-        self._out: list[Action] = []
+        self._out: list[ServerAction] = []
         self.redactor = Redactor(
+            env=config.environ,
             extra=[
                 ("admin_key", config.admin_key or ""),
                 *(("secret", s) for s in config.extra_secrets),
-            ]
+            ],
         )
         self.market = Market(self.store, pair_cooldown_ms=config.pair_cooldown_ms)
         self.market.load()
         self.first_seen: dict[str, int] = self.store.load("first_seen")
         self.bans: dict[str, dict[str, Any]] = self.store.load("ban")
-        for name in p.DEFAULT_CHANNELS:
+        for name in BUILTIN_CHANNELS:
             self._channel(name)
-        for name in p.VERIFIED_ONLY_CHANNELS:
+        for name in BUILTIN_VERIFIED_CHANNELS:
             self._channel(name, verified_only=True)
+        for name in config.extra_channels:  # hook: the coordinator's work channel
+            self._channel(name)
         for name, rec in self.store.load("channel").items():
             ch = self._channel(name, rec.get("invite_only", False), rec.get("verified_only", False))
             ch.invited.update(rec.get("invited", []))
@@ -80,7 +87,7 @@ class CoreBase:
             self.channels[name] = ch
         return ch
 
-    def _take(self) -> list[Action]:
+    def _take(self) -> list[ServerAction]:
         out, self._out = self._out, []
         return out
 

@@ -21,6 +21,7 @@ and of due timers to ``_t_<kind>``.
 from __future__ import annotations
 
 import heapq
+import logging
 from typing import Any
 
 from agentctl_swarm.chat import protocol as p
@@ -33,23 +34,25 @@ from agentctl_swarm.chat.server.market_frames import AGENTCOURT_UNSUPPORTED, Mar
 from agentctl_swarm.chat.server.marketplace import iso
 from agentctl_swarm.chat.server.messaging import MessagingMixin
 from agentctl_swarm.chat.server.peer_verify import PeerVerifyMixin
-from agentctl_swarm.chat.server.state import Action, Agent, Channel, Close, Conn, Send
+from agentctl_swarm.chat.server.state import Agent, Channel, Close, Conn, Send, ServerAction
 
 __all__ = [
     "AGENTCOURT_UNSUPPORTED",
     "DISCLAIMER",
     "EPHEMERAL_LURK_REASON",
     "VERSION",
-    "Action",
     "Agent",
     "Channel",
     "Close",
     "Conn",
     "Send",
+    "ServerAction",
     "ServerCore",
 ]
 
 VERSION = "0.36.19-agentctl"
+
+log = logging.getLogger("agentctl.chat.server")
 
 
 class ServerCore(
@@ -68,19 +71,22 @@ class ServerCore(
         """When ``tick`` next has work, in ms (None if no timer is pending)."""
         return self._timers[0][0] if self._timers else None
 
-    def connect(self, conn: int, ip: str, now: int, user_agent: str | None = None) -> list[Action]:
+    def connect(
+        self, conn: int, ip: str, now: int, user_agent: str | None = None
+    ) -> list[ServerAction]:
         """A socket opened. Enforces the per-IP connection cap.
 
         ``user_agent`` (the HTTP header) and the time are kept for /api/connections.
         """
-        c = Conn(conn, ip, connected_at=now, user_agent=user_agent or "unknown")
+        agent = p.clean_text(user_agent) if user_agent else "unknown"  # headers may hold any bytes
+        c = Conn(conn, ip, connected_at=now, user_agent=agent)
         self.conns[conn] = c
         cap = self.cfg.max_connections_per_ip
         if cap > 0 and sum(1 for x in self.conns.values() if x.ip == ip and x.open) > cap:
             self._close(conn, p.CLOSE_POLICY, "Too many connections from this IP")
         return self._take()
 
-    def disconnect(self, conn: int, now: int) -> list[Action]:
+    def disconnect(self, conn: int, now: int) -> list[ServerAction]:
         """A socket closed (for any reason); clean up and tell the others."""
         c = self.conns.pop(conn, None)
         if c is not None:
@@ -88,7 +94,7 @@ class ServerCore(
             self._drop(c, now)
         return self._take()
 
-    def receive(self, conn: int, text: str, now: int) -> list[Action]:
+    def receive(self, conn: int, text: str, now: int) -> list[ServerAction]:
         """One text frame from a socket."""
         c = self.conns.get(conn)
         if c is None or not c.open:
@@ -98,7 +104,7 @@ class ServerCore(
         except ProtocolError as exc:
             self._error(c, exc.code, exc.message, now)
             return self._take()
-        if self.cfg.limits_enabled:
+        if self.cfg.limits_enabled and not (c.agent and c.agent.id in self.cfg.trusted_ids):
             window = c.frames
             while window and now - window[0] >= self.cfg.flood_window_ms:
                 window.popleft()
@@ -115,15 +121,31 @@ class ServerCore(
         handler = getattr(self, "_h_" + msg["type"].lower(), None)
         if handler is None:  # a validated type without a handler cannot happen
             self._error(c, E.INVALID_MSG, f"Unknown message type: {msg['type']}", now)
-        else:
+            return self._take()
+        try:
             handler(c, msg, now)
+        except Exception as exc:
+            # A bug must cost the sender one frame, never its socket or anyone else's.
+            log.error(
+                "chat.handler_failed",
+                exc_info=True,
+                extra={"event": "chat.handler_failed", "frame_type": msg["type"], "error": exc},
+            )
+            self._error(c, E.INVALID_MSG, f"Internal error while handling {msg['type']}", now)
         return self._take()
 
-    def tick(self, now: int) -> list[Action]:
+    def tick(self, now: int) -> list[ServerAction]:
         """Fire every timer that is due."""
         while self._timers and self._timers[0][0] <= now:
             _, _, kind, payload = heapq.heappop(self._timers)
-            getattr(self, "_t_" + kind)(payload, now)
+            try:
+                getattr(self, "_t_" + kind)(payload, now)
+            except Exception as exc:  # one failed timer must not stop the others
+                log.error(
+                    "chat.timer_failed",
+                    exc_info=True,
+                    extra={"event": "chat.timer_failed", "timer": kind, "error": exc},
+                )
         return self._take()
 
     def shutdown_conns(self) -> list[int]:

@@ -140,19 +140,28 @@ class HandshakeMixin(CoreBase):
         aid = agent_id_for(ch["pubkey"])
         ban = self.bans.get(aid)
         if ban is not None:
-            self._error(c, E.BANNED, ban.get("reason") or "You are banned", now)
+            reason = ban.get("reason")
+            text = reason if isinstance(reason, str) and reason else "You are banned"
+            self._error(c, E.BANNED, text, now)
             self._close(c.id, p.CLOSE_NORMAL, "Banned")
             return
         if aid in self.agents:
-            last, delay = self.takeover_backoff.get(aid, (None, 0))
-            if last is not None and now - last < self.cfg.takeover_window_ms:
-                delay = min(delay * 2, self.cfg.takeover_backoff_max_ms)
-            else:
-                delay = self.cfg.takeover_backoff_ms
-            self.takeover_backoff[aid] = (now, delay)
+            delay = self._takeover_delay(aid, now)
             self._timer(now + delay, "takeover", (c.id, aid, ch["name"], ch["pubkey"]))
             return
         self._register(c, aid, ch["name"], ch["pubkey"], now)
+
+    def _takeover_delay(self, aid: str, now: int) -> int:
+        """How long to hold a socket taking over ``aid``: the takeover curve's next step
+        when the last takeover of ``aid`` was within the window, else its first."""
+        curve = self.cfg.takeover_curve
+        if curve is None:
+            return 0
+        last, previous = self.takeover_backoff.get(aid, (None, 0))
+        recent = last is not None and now - last < self.cfg.takeover_window_ms
+        delay = int(curve.after(previous) if recent else curve.delay(0))
+        self.takeover_backoff[aid] = (now, delay)
+        return delay
 
     def _t_takeover(self, payload: tuple[int, str, str, str], now: int) -> None:
         conn, aid, name, pubkey = payload
@@ -180,8 +189,9 @@ class HandshakeMixin(CoreBase):
             else:
                 del self.agents[aid]
         verified = bool(self.cfg.genesis_agent_id) and aid == self.cfg.genesis_agent_id
+        verified = verified or aid in self.cfg.trusted_ids  # hook: embedded coordinator
         lurk, lurk_until = False, 0
-        if self.cfg.lurk_seconds is not None:
+        if self.cfg.lurk_seconds is not None and aid not in self.cfg.trusted_ids:
             first = self.first_seen.get(pubkey)
             if first is None:
                 first = now

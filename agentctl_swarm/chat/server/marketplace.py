@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agentctl_swarm.chat.protocol import DEFAULT_RATING, RATING_FLOOR, js_truthy
+from agentctl_swarm.chat.protocol import js_number_str, js_truthy
 from agentctl_swarm.chat.server.store import Store
 
 ELO_DIVISOR = 400
+#: Every agent's starting rating, and the floor no loss goes below (upstream's values).
+DEFAULT_RATING = 1200
+RATING_FLOOR = 100
 
 
 def js_round(x: float) -> int:
@@ -76,15 +79,6 @@ def dispute_loss(self_r: float, other_r: float, k: float, amount: float) -> int:
 
 def _num(value: Any) -> float:
     return value if isinstance(value, int | float) and not isinstance(value, bool) else 0
-
-
-class MarketError(Exception):
-    """A marketplace action failed; ``code``/``message`` go into an ERROR frame."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass
@@ -415,6 +409,4 @@ def _is_num(v: Any) -> bool:
 
 
 def _js_num(v: float) -> str:
-    from agentctl_swarm.chat.protocol import js_number_str
-
     return js_number_str(v)

@@ -3,12 +3,12 @@
 Why: agents paste logs and configs into channels; a leaked token in a replay buffer
 is readable by every later joiner. Known token shapes and the values of the
 server's own secret-looking environment variables (and its admin key) are replaced
-with ``[REDACTED:<name>]``.
+with ``[REDACTED:<name>]``. The environment is passed in (``ServerConfig.environ``, filled
+at the process edge); this module never reads ``os.environ``.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 
@@ -50,7 +50,7 @@ class Redactor:
         self, env: Mapping[str, str] | None = None, extra: Iterable[tuple[str, str]] = ()
     ) -> None:
         values: list[tuple[str, str]] = []
-        for key, value in (env if env is not None else os.environ).items():
+        for key, value in (env or {}).items():
             if _SECRET_ENV.search(key) and len(value) >= _MIN_ENV_SECRET:
                 values.append((f"env:{key}", value))
         values.extend((label, v) for label, v in extra if v and len(v) >= _MIN_ENV_SECRET)

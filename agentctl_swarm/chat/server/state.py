@@ -25,7 +25,8 @@ class Close:
     reason: str
 
 
-Action = Send | Close
+#: What the core asks its transport to do.
+ServerAction = Send | Close
 
 
 @dataclass(slots=True, eq=False)

@@ -15,9 +15,11 @@ import contextlib
 import itertools
 import json
 import logging
+import os
 import signal
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -29,12 +31,20 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from agentctl_swarm.chat.server.config import ServerConfig
-from agentctl_swarm.chat.server.core import Close, ServerCore
-from agentctl_swarm.chat.server.store import Store
+from agentctl_swarm.chat.server.core import Close, ServerAction, ServerCore
+from agentctl_swarm.chat.server.store import Store, StoreWriteError
+from agentctl_swarm.core.backoff import Backoff, BackoffCurve
+from agentctl_swarm.core.logs import LogFormat, log_event, setup_logging
 
 log = logging.getLogger("agentctl.chat.server")
 
 _TICK_S = 0.05
+#: The websockets library's records (handshake failures, write errors) join ours; it also
+#: logs every connection opened and closed at INFO, which a fleet does not need to read.
+_WS_LOG = logging.getLogger("agentctl.chat.server.ws")
+_WS_LOG.setLevel(logging.WARNING)
+#: Waits between flushes while the database refuses writes.
+_FLUSH_RETRY = BackoffCurve(initial=0.5, multiplier=2.0, cap=10.0)
 
 
 def now_ms() -> int:
@@ -43,7 +53,7 @@ def now_ms() -> int:
 
 
 def _json_response(status: HTTPStatus, doc: Any) -> Response:
-    body = json.dumps(doc).encode()
+    body = json.dumps(doc, allow_nan=False).encode()
     headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return Response(status.value, status.phrase, headers, body)
 
@@ -61,6 +71,9 @@ class ServerHandle:
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _closed: asyncio.Event = field(default_factory=asyncio.Event)
     _done: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Hook for embedded services (the task coordinator): each gets the request path and
+    #: answers ``(status, json_doc)``, or None when the path is not its own.
+    http_routes: list[Callable[[str], tuple[int, Any] | None]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -76,22 +89,46 @@ class ServerHandle:
 
     # ---- action execution
 
-    def apply(self, actions: list[Any]) -> None:
+    def apply(self, actions: list[ServerAction]) -> None:
+        """Perform the core's actions in order; one that fails is logged and skipped, so it
+        never keeps the others (other clients' frames) from going out."""
         for act in actions:
-            if isinstance(act, Close):
-                ws = self._sockets.get(act.conn)
-                if ws is not None:
-                    self._tasks.append(asyncio.ensure_future(ws.close(act.code, act.reason)))
-                continue
-            if len(act.conns) == 1:
-                ws = self._sockets.get(act.conns[0])
-                if ws is not None:
-                    broadcast((ws,), act.text)
-            else:
-                sockets = self._sockets
-                broadcast([sockets[c] for c in act.conns if c in sockets], act.text)
+            try:
+                self._perform(act)
+            except Exception as exc:
+                log.error(
+                    "chat.action_failed",
+                    exc_info=True,
+                    extra={"event": "chat.action_failed", "error": exc},
+                )
         if len(self._tasks) > 64:
             self._tasks = [t for t in self._tasks if not t.done()]
+
+    def _perform(self, act: ServerAction) -> None:
+        if isinstance(act, Close):
+            ws = self._sockets.get(act.conn)
+            if ws is not None:
+                self._tasks.append(asyncio.ensure_future(ws.close(act.code, act.reason)))
+            return
+        if len(act.conns) == 1:
+            ws = self._sockets.get(act.conns[0])
+            if ws is not None:
+                broadcast((ws,), act.text)
+        else:
+            sockets = self._sockets
+            broadcast([sockets[c] for c in act.conns if c in sockets], act.text)
+
+    def _feed(self, step: Callable[..., list[ServerAction]], *args: Any) -> None:
+        """Run one core entry point and apply its actions. The core guards its handlers;
+        this guards the rest, so nothing a peer sends can end the connection with 1011."""
+        try:
+            actions = step(*args)
+        except Exception as exc:
+            log.error(
+                "chat.core_failed", exc_info=True, extra={"event": "chat.core_failed", "error": exc}
+            )
+            return
+        self.apply(actions)
 
     # ---- connection handler and HTTP
 
@@ -104,14 +141,14 @@ class ServerHandle:
         try:
             request = ws.request
             agent = request.headers.get("User-Agent") if request is not None else None
-            self.apply(core.connect(cid, ip, now_ms(), agent))
+            self._feed(core.connect, cid, ip, now_ms(), agent)
             async for message in ws:
                 text = message if isinstance(message, str) else message.decode("utf-8", "replace")
-                self.apply(core.receive(cid, text, now_ms()))
+                self._feed(core.receive, cid, text, now_ms())
         except ConnectionClosed:
             pass
         finally:
-            self.apply(core.disconnect(cid, now_ms()))
+            self._feed(core.disconnect, cid, now_ms())
             self._sockets.pop(cid, None)
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -128,6 +165,10 @@ class ServerHandle:
                 return _json_response(HTTPStatus.UNAUTHORIZED, {"error": "Unauthorized"})
             conns = self.core.connections()
             return _json_response(HTTPStatus.OK, {"count": len(conns), "connections": conns})
+        for route in self.http_routes:
+            answer = route(path)
+            if answer is not None:
+                return _json_response(HTTPStatus(answer[0]), answer[1])
         # Upstream answers anything else with a bare "Not Found" (no content type).
         body = b"Not Found"
         headers = Headers([("Content-Length", str(len(body)))])
@@ -136,20 +177,52 @@ class ServerHandle:
     # ---- timers and persistence
 
     async def _ticker(self) -> None:
+        """Fire due timers; flush the store every ``flush_interval_ms``, and while the
+        database refuses, back off (up to 10 s) so a locked database does not keep the
+        event loop waiting on it."""
         flush_every = self.config.flush_interval_ms / 1000
-        last_flush = time.monotonic()
+        retry = Backoff(_FLUSH_RETRY)
+        next_flush = time.monotonic() + flush_every
+        failing = False
         while True:
             await asyncio.sleep(_TICK_S)
             deadline = self.core.next_deadline()
             now = now_ms()
             if deadline is not None and deadline <= now:
-                self.apply(self.core.tick(now))
-            if time.monotonic() - last_flush >= flush_every:
-                last_flush = time.monotonic()
-                try:
-                    self.store.flush()
-                except Exception:  # persistence trouble must not stop the chat
-                    log.exception("flushing the replay buffer failed")
+                self._feed(self.core.tick, now)
+            if time.monotonic() >= next_flush:
+                failing = self._flush(failing)
+                if failing:
+                    next_flush = time.monotonic() + retry.next()
+                else:
+                    retry.reset()
+                    next_flush = time.monotonic() + flush_every
+
+    def _flush(self, failing: bool) -> bool:
+        """Flush the store; persistence trouble never stops the chat. Logged when it
+        starts and when it ends (not every 200 ms). Returns whether it is failing."""
+        try:
+            self.store.flush()
+        except StoreWriteError as exc:
+            if not failing:
+                log_event(
+                    log,
+                    "store.flush_deferred",
+                    level=logging.WARNING,
+                    error=exc,
+                    pending=self.store.pending,
+                )
+            return True
+        except Exception as exc:
+            log.error(
+                "store.flush_failed",
+                exc_info=True,
+                extra={"event": "store.flush_failed", "error": exc},
+            )
+            return True
+        if failing:
+            log_event(log, "store.flush_recovered")
+        return False
 
     # ---- lifecycle
 
@@ -169,6 +242,7 @@ class ServerHandle:
             ping_timeout=interval + cfg.heartbeat_grace_ms / 1000,
             close_timeout=2,
             server_header=None,
+            logger=_WS_LOG,
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
@@ -181,12 +255,16 @@ class ServerHandle:
         self._closed.set()
         for t in self._tasks:
             t.cancel()
-        if self._server is not None:
-            self._server.close(close_connections=True)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), timeout=5)
-        self.store.close()
-        self._done.set()
+        try:
+            if self._server is not None:
+                self._server.close(close_connections=True)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._server.wait_closed(), timeout=5)
+        finally:
+            try:
+                self.store.close()  # logs (never raises) a flush it could not do
+            finally:
+                self._done.set()  # whatever happened, wait_closed() returns: SIGTERM stops us
 
     async def wait_closed(self) -> None:
         """Return once ``close()`` has finished."""
@@ -203,7 +281,7 @@ async def serve(config: ServerConfig) -> ServerHandle:
     except BaseException:
         store.close()
         raise
-    log.info("AgentChat server listening on %s", handle.url)
+    log_event(log, "chat.server.listening", url=handle.url, data_dir=config.data_dir)
     return handle
 
 
@@ -271,15 +349,47 @@ def run_in_thread(config: ServerConfig) -> ThreadedServer:
     return ThreadedServer(config).start()
 
 
-def run_forever(config: ServerConfig) -> None:
-    """Run until SIGINT/SIGTERM, then close cleanly (flushes the data dir). For the CLI."""
+#: Starts an embedded service on a running server; returns the coroutine that stops it.
+Attach = Callable[[ServerHandle], Awaitable[Callable[[], Awaitable[None]]]]
+
+
+def run_forever(
+    config: ServerConfig, attach: Attach | None = None, *, log_format: LogFormat | None = None
+) -> None:
+    """Run until SIGINT/SIGTERM, then close cleanly (flushes the data dir). For the CLI.
+
+    This is the server process's edge: it sets up logging (JSON lines on stderr unless
+    stderr is a terminal or ``log_format`` says otherwise) and hands the process
+    environment to the server for secret redaction. ``attach`` (hook for the embedded
+    task coordinator) is started once the port is bound and stopped before the server
+    closes.
+    """
+    setup_logging("chat-server", fmt=log_format)
+    if not config.environ:
+        config = config.with_(environ=dict(os.environ))
 
     async def _main() -> None:
         handle = await serve(config)
-        print(f"AgentChat server running on {handle.url}", flush=True)
+        try:
+            detach = await attach(handle) if attach is not None else None
+        except BaseException:
+            await handle.close()
+            raise
+
+        async def _shutdown() -> None:
+            if detach is not None:
+                try:
+                    await detach()
+                except Exception:
+                    log.exception("stopping the embedded service failed")
+            await handle.close()
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(handle.close()))
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(_shutdown()))
+        # Announced only once a SIGTERM would be handled: whoever waits for this line
+        # may stop the server right away.
+        print(f"AgentChat server running on {handle.url}", flush=True)
         await handle.wait_closed()
         await asyncio.sleep(0)
 
