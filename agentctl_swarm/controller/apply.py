@@ -142,6 +142,9 @@ def apply_fleet(
         creating = [a.spec for a in the_plan.changes if a.spec is not None]
         if creating:
             preflight.check_host(loaded, creating, backend, protect=protected_paths(settings))
+            preflight.check_engine(
+                loaded, creating, backend.engine, allow_unenforced=settings.allow_unenforced_limits
+            )
         executor = _executor(
             loaded,
             backend,

@@ -7,6 +7,7 @@ before touching Podman. (Secret values are read by controller/secrets.py.)
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -17,7 +18,8 @@ from agentctl_swarm.core.errors import AgentctlError
 from agentctl_swarm.fleet.loader import FleetError, LoadedFleet, Loc, Problem, agent_field_sources
 from agentctl_swarm.fleet.model import VolumeSpec
 from agentctl_swarm.fleet.paths import sensitive_match
-from agentctl_swarm.fleet.render import ContainerSpec
+from agentctl_swarm.fleet.render import DEFAULT_RESOURCES, ContainerSpec
+from agentctl_swarm.podman import engine as eng
 
 if TYPE_CHECKING:
     from agentctl_swarm.podman.backend import PodmanBackend
@@ -99,6 +101,103 @@ def check_host(
             )
     if problems:
         raise FleetError(_unique(problems))
+
+
+# -- what the engine can enforce (rootless Podman) ------------------------------------------
+
+log = logging.getLogger("agentctl.controller")
+
+
+class UnenforceableLimits(FleetError):
+    """The fleet sets memory/CPU/pids limits this Podman would silently drop (rootless
+    without delegated cgroup controllers); the summary line carries the fix."""
+
+    def __init__(self, problems: list[Problem], fix: str) -> None:
+        super().__init__(problems)
+        self.hint = fix
+
+    def one_line(self) -> str:
+        return f"{super().one_line()}; {self.hint}"
+
+
+def check_engine(
+    loaded: LoadedFleet,
+    specs: Sequence[ContainerSpec],
+    facts: eng.EngineFacts,
+    *,
+    allow_unenforced: bool = False,
+) -> list[str]:
+    """Refuse containers the engine would not run as the fleet says; return warnings.
+
+    Limits are refused, not warned about, by default: the fleet promises agents a cage
+    (the README's hardening), and rootless Podman on cgroup v1 (or without delegated
+    controllers) accepts the limits and drops them, so an agent could take the host's
+    memory and processes while `apply` looked successful. ``allow_unenforced``
+    (AGENTCTL_ALLOW_UNENFORCED_LIMITS=1) runs them anyway, with a warning logged every
+    time containers are created that way. `network: bridge` without slirp4netns is
+    refused always: those containers could not start.
+    """
+    problems: list[Problem] = []
+    limited: dict[Loc, list[str]] = {}
+    bridge: set[Loc] = set()
+    dropped: set[str] = set()
+    reason = fix = ""
+    for index, agent in enumerate(loaded.fleet.agents):
+        spec = next((s for s in specs if s.role == agent.role), None)
+        if spec is None:
+            continue
+        wanted = [
+            name
+            for name, value in (
+                ("memory", spec.memory_bytes),
+                ("cpus", spec.nano_cpus),
+                ("pids", spec.pids),
+            )
+            if value
+        ]
+        missing = eng.unenforced(facts, wanted)
+        if missing:
+            dropped.update(missing)
+            reason, fix = eng.limits_reason(facts, missing), eng.limits_fix(facts)
+            for name in missing:
+                loc, value = _limit_source(loaded, index, name)
+                limited.setdefault(loc, []).append(f"{name} {value}")
+        if spec.network == "bridge" and eng.bridge_reason(facts):
+            own = agent.network is not None
+            bridge.add(("agents", index, "network") if own else ("defaults", "network"))
+    for loc in sorted(bridge, key=str):
+        problems.append(loaded.locate(loc, f"{eng.bridge_reason(facts)}; {eng.BRIDGE_FIX}"))
+    if limited and not allow_unenforced:
+        for loc, items in limited.items():
+            builtin = loc[-1] == "role"
+            what = ("the built-in limits " if builtin else "") + ", ".join(items)
+            problems.append(loaded.locate(loc, f"{what} would not be enforced: {reason}"))
+        raise UnenforceableLimits(_unique(problems), fix)
+    if problems:
+        raise FleetError(_unique(problems))
+    if not limited:
+        return []
+    warning = (
+        f"warning: {eng.OPT_OUT_ENV}=1: creating containers WITHOUT their "
+        f"{'/'.join(sorted(dropped))} limits ({reason}); each agent can use all of this "
+        "host's memory, CPU and processes"
+    )
+    log.warning(warning)
+    return [warning]
+
+
+def _limit_source(loaded: LoadedFleet, index: int, name: str) -> tuple[Loc, str]:
+    """Where agent ``index`` takes limit ``name`` from, and its value as written."""
+    fleet = loaded.fleet
+    for loc, resources in (
+        (("agents", index, "resources", name), fleet.agents[index].resources),
+        (("defaults", "resources", name), fleet.defaults.resources),
+    ):
+        value = getattr(resources, name, None) if resources is not None else None
+        if value is not None:
+            return loc, f"{value:g}" if isinstance(value, float) else str(value)
+    value = getattr(DEFAULT_RESOURCES, name)
+    return ("agents", index, "role"), f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _bind_sources(loaded: LoadedFleet) -> Iterator[tuple[Loc, str]]:

@@ -31,20 +31,20 @@ conversations:
     match: {prompt: "Reply with the single word OK"}
     turns: ["OK"]
   - name: writer
-    match: {prompt: 'write (?P<file>[a-z0-9_]+\.txt)'}
+    match: {prompt: '## Your task [^\n]*\nplease write (?P<file>[a-z0-9_]+\.txt)'}
     turns:
       - text: "Writing ${file}."
         tool_use:
           - Write: {file_path: "${cwd}/${file}", content: "written by the agent\n"}
       - "Wrote ${file}."
   - name: unauthorized
-    match: {prompt: "needs credentials"}
+    match: {prompt: '## Your task [^\n]*\nthis needs credentials'}
     turns: [{error: authentication}]
   - name: quota
-    match: {prompt: "over quota"}
+    match: {prompt: '## Your task [^\n]*\nwe are over quota'}
     turns: [{error: rate_limit}]
   - name: slow
-    match: {prompt: "take your time"}
+    match: {prompt: '## Your task [^\n]*\ntake your time'}
     turns:
       - text: "Starting."
         tool_use:
