@@ -16,11 +16,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from agentctl_swarm.core.env import ENV_HINT, env_values, env_var, holds_collection
 from agentctl_swarm.core.errors import UsageError
 
 DEFAULT_CHAT_URL = "ws://localhost:6667"
@@ -40,10 +40,24 @@ def _default_podman_url() -> str:
     return f"unix://{runtime}/podman/podman.sock"
 
 
-class Settings(BaseSettings):
+class EnvSettings(BaseModel):
+    """A settings model read from ``<env_prefix><FIELD>`` variables by :func:`load_settings`.
+
+    Why not pydantic-settings: its import alone (asyncio, argparse, importlib.metadata,
+    cloud secret providers) costs ~17 MiB of memory in every process that loads it, and
+    the supervisor and runner stay resident in every agent container (bench/dispatch's
+    idle target is 40 MiB per agent). Reading the environment is the small part; the
+    validation that matters stays pydantic's.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+    env_prefix: ClassVar[str] = ""
+
+
+class Settings(EnvSettings):
     """Host settings; every field can be set as ``AGENTCTL_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix="AGENTCTL_", extra="ignore")
+    env_prefix: ClassVar[str] = "AGENTCTL_"
 
     state_dir: Path = Field(default_factory=_default_state_dir)
     podman_url: str = Field(default_factory=_default_podman_url)
@@ -51,14 +65,17 @@ class Settings(BaseSettings):
     base_image: str = "localhost/agentctl-base:bookworm"
     server_url: str | None = None
     api_concurrency: int = Field(default=8, ge=1, le=64)
+    # Rootless Podman without delegated cgroup controllers drops memory/CPU/pids limits
+    # silently; apply refuses such fleets unless this says to run them unlimited.
+    allow_unenforced_limits: bool = False
     log_format: Literal["auto", "json", "text"] = "auto"
     debug: bool = False
 
 
-class AgentChatSettings(BaseSettings):
+class AgentChatSettings(EnvSettings):
     """What upstream's agentchat-mcp reads (``AGENTCHAT_*``), for our MCP server and clients."""
 
-    model_config = SettingsConfigDict(env_prefix="AGENTCHAT_", extra="ignore")
+    env_prefix: ClassVar[str] = "AGENTCHAT_"
 
     url: str = DEFAULT_CHAT_URL
     public: bool = False
@@ -68,29 +85,30 @@ class AgentChatSettings(BaseSettings):
     admin_key: SecretStr | None = None
 
 
-S = TypeVar("S", bound=BaseSettings)
+S = TypeVar("S", bound=EnvSettings)
 
 
 def load_settings(model: type[S], environ: Mapping[str, str] | None = None) -> S:
     """Read ``model`` from ``environ`` (default: the process environment).
 
-    A bad value is a :class:`UsageError` naming the variable and what it should be.
+    Finding the variables is :func:`agentctl_swarm.core.env.env_values` (names match
+    case-insensitively, empty values count as unset, a list/set/dict field's value that
+    starts with ``[`` or ``{`` is decoded as JSON; other text goes to the field's own
+    validator, e.g. ``2,78``); validating them is the model's. A bad value is a
+    :class:`UsageError` naming the variable and what it should be.
     """
+    env = os.environ if environ is None else environ
+    prefix = model.env_prefix
+    fields = {name: holds_collection(info.annotation) for name, info in model.model_fields.items()}
+    values = env_values(fields, prefix, env)
     try:
-        if environ is None:
-            return model()
-        # pydantic-settings' own env source, fed this mapping instead of os.environ, so
-        # values decode exactly as they would from the process environment (JSON lists).
-        source = EnvSettingsSource(model)
-        source.env_vars = {k.lower(): v for k, v in environ.items() if v != ""}
-        return model.model_validate(source())
+        return model.model_validate(values)
     except ValidationError as exc:
-        prefix = str(model.model_config.get("env_prefix", ""))
         problems = []
         for err in exc.errors():
-            name = prefix + "_".join(str(p) for p in err.get("loc", ())).upper()
+            name = env_var(prefix, "_".join(str(p) for p in err.get("loc", ())))
             problems.append(f"{name}={err.get('input')!r}: {_plain(err)}")
-        raise UsageError("; ".join(problems), hint="fix or unset the environment variable") from exc
+        raise UsageError("; ".join(problems), hint=ENV_HINT) from exc
 
 
 def _plain(err: Mapping[str, object]) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from agentctl_swarm.chat.server.redact import Redactor
+from agentctl_swarm.core.redact import Redactor
 
 AUTH_STATUSES = frozenset({401, 403})
 QUOTA_STATUSES = frozenset({429})

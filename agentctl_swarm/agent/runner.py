@@ -27,10 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentctl_swarm.agent import claude_cli, prompt
 from agentctl_swarm.agent.claude_stream import Outcome, StreamState, redactor
@@ -38,7 +37,7 @@ from agentctl_swarm.agent.runner_core import End, RunnerCore, RunResult, Work
 from agentctl_swarm.agent.secret_env import secret_values
 from agentctl_swarm.chat.client import AgentChatClient
 from agentctl_swarm.chat.identity import load_or_create
-from agentctl_swarm.config import AgentChatSettings, load_settings
+from agentctl_swarm.config import AgentChatSettings, EnvSettings, load_settings
 from agentctl_swarm.coordinator import grammar as g
 from agentctl_swarm.core import proc
 from agentctl_swarm.core.backoff import BackoffCurve
@@ -52,10 +51,10 @@ log = logging.getLogger("agentctl.runner")
 STREAM_LINE_LIMIT = 64 * 1024 * 1024
 
 
-class RunnerSettings(BaseSettings):
+class RunnerSettings(EnvSettings):
     """The runner's knobs, rendered by the controller into ``AGENTCTL_RUNNER_*``."""
 
-    model_config = SettingsConfigDict(env_prefix="AGENTCTL_RUNNER_", extra="ignore")
+    env_prefix: ClassVar[str] = "AGENTCTL_RUNNER_"
 
     agent: str
     role: str
@@ -71,10 +70,10 @@ class RunnerSettings(BaseSettings):
     grace: float = Field(default=5.0, ge=0)
     max_retries: int | None = Field(default=2, ge=0)
     command: list[str] | None = None  # a promotable command with {prompt}; None: claude
-    claude: list[str] = ["claude"]
+    claude: list[str] = Field(default_factory=lambda: ["claude"])
     coordinators: str = ""  # comma-separated chat ids allowed to assign; empty: any
-    tools_allow: list[str] = []
-    tools_deny: list[str] = list(claude_cli.DEFAULT_DENY)
+    tools_allow: list[str] = Field(default_factory=list)
+    tools_deny: list[str] = Field(default_factory=lambda: list(claude_cli.DEFAULT_DENY))
     secret_env: str = ""  # VAR=file,... read from secrets_dir for the Claude process only
     state_dir: Path = Path("/state")
     workspace: Path = Path("/workspace")
@@ -262,16 +261,21 @@ class Runner:
     # ------------------------------------------------------------------ runs
 
     def _start(self, work: Work) -> None:
-        task = asyncio.create_task(self._run(work), name=f"run-{work.task_id}")
+        task = asyncio.create_task(self._run_and_report(work), name=f"run-{work.task_id}")
         self.active = _Active(work, task)
-        task.add_done_callback(lambda t: asyncio.create_task(self._finished(work, t)))
 
-    async def _finished(self, work: Work, task: asyncio.Task[RunResult]) -> None:
+    async def _run_and_report(self, work: Work) -> RunResult:
+        """The run, then its report (DONE/FAIL/UNCLAIM) posted, in one task: a shutdown
+        that waits for the task knows the coordinator has heard before it disconnects."""
         try:
-            result = task.result()
+            result = await self._run(work)
         except Exception as exc:  # a bug in the shell must still report the task
             log.exception("run of %s failed inside the runner", work.task_id)
             result = RunResult(End.CRASH, detail=f"runner error: {exc}")
+        await self._finished(work, result)
+        return result
+
+    async def _finished(self, work: Work, result: RunResult) -> None:
         if not work.probe:
             await self._release_gate(work)
         self.active = None
@@ -435,6 +439,10 @@ class Runner:
                 except ValueError:  # a line over the limit: skip it, keep reading
                     continue
                 if not raw:
+                    if reason is None and self.active is not None:
+                        # A stop that arrived as the child ended (the supervisor signals
+                        # the whole process group): it still explains the end.
+                        reason = self.active.stop
                     return reason
                 line = raw.decode("utf-8", "replace").rstrip("\n")
                 out.write(redact(line) + "\n")

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
@@ -210,7 +210,7 @@ class Supervisor:
     def _save(self, **update: Any) -> None:
         """Persist the current state; a failed write (disk full) is logged, not fatal:
         the agent keeps running and the next write tries again."""
-        state = self.state.with_backoff(self.bstate).model_copy(update=update)
+        state = replace(self.state.with_backoff(self.bstate), **update)
         try:
             self.state = self.store.save(state)
         except OSError as exc:
@@ -332,7 +332,7 @@ class Supervisor:
                 decision.reason,
             )
             if decision.action is RestartAction.RESTART:
-                self.state = self.state.model_copy(update={"restarts": self.state.restarts + 1})
+                self.state = replace(self.state, restarts=self.state.restarts + 1)
                 delay = decision.delay
                 continue
             if decision.action is RestartAction.STOP:
@@ -395,9 +395,9 @@ class Supervisor:
             if decision.action is RestartAction.DEGRADED:
                 msg = f"degraded: {decision.reason}; not restarting"
                 log.error("%s", msg)
-                self.state = self.state.model_copy(update={"last_error": msg})
+                self.state = replace(self.state, last_error=msg)
                 return None
-            self.state = self.state.model_copy(update={"restarts": self.state.restarts + 1})
+            self.state = replace(self.state, restarts=self.state.restarts + 1)
             return decision.delay
         return 0.0
 

@@ -1,24 +1,32 @@
 """Command line and environment of ``agentctl-agent supervise``, parsed into a config.
 
-The knobs are one pydantic-settings model (:class:`SupervisorSettings`): every option can
-be given as a flag or as ``AGENTCTL_SUPERVISOR_<OPTION>`` (flags win). Kept apart from the
-process machinery in supervisor.py so the rules for options can be read and tested alone.
+The knobs are one dataclass (:class:`SupervisorSettings`): every option can be given as
+a flag or as ``AGENTCTL_SUPERVISOR_<OPTION>`` (flags win). Kept apart from the process
+machinery in supervisor.py so the rules for options can be read and tested alone.
+
+No pydantic here (nor anywhere on the supervisor's import path): the supervisor stays
+resident in every agent container, and importing pydantic and building its models was
+~8 MiB of the process's anonymous memory (RssAnon with the supervisor imported, in the
+agent image: 18,332 KiB with pydantic, 10,344 KiB without), against an idle target of
+40 MiB per container (bench/dispatch). The
+environment is read by the same helper as every other settings model
+(:func:`agentctl_swarm.core.env.env_values`); each option's parser below keeps the
+rules and the messages users saw when this was a pydantic model (``--grace='-1': must
+be >= 0``, ``AGENTCTL_SUPERVISOR_MAX_QUICK_CRASHES='0': Input should be greater than or
+equal to 1``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-from agentctl_swarm.config import load_settings
 from agentctl_swarm.core.backoff import RestartPolicy
+from agentctl_swarm.core.env import env_values, env_var, parse_float, parse_int
 from agentctl_swarm.core.errors import UsageError
 
 ENV_PREFIX = "AGENTCTL_SUPERVISOR_"
@@ -33,73 +41,152 @@ __all__ = [
     "parse_args",
 ]
 
-
-def _codes(value: object) -> object:
-    """``2,78`` / ``2 78`` / ``none`` → a set of exit codes."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    if text.lower() in {"", "none"}:
-        return frozenset()
-    try:
-        return frozenset(int(p) for p in text.replace(" ", ",").split(",") if p)
-    except ValueError as exc:
-        raise ValueError(f"{text!r} is not a list of exit codes like 2,78 or none") from exc
+Parser = Callable[[object], Any]
 
 
-def _at_least(bound: float, *, strict: bool) -> BeforeValidator:
-    def check(value: object) -> object:
+class _Invalid(ValueError):
+    """Several reasons at once (a JSON list of exit codes with more than one bad item)."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
+
+
+# --------------------------------------------------------------------------- parsers
+# Each takes the raw value (flag or variable text; a JSON-decoded list for the exit
+# codes) and returns the option's value or raises ValueError with the reason.
+
+
+def _seconds(bound: float, *, strict: bool) -> Parser:
+    def parse(value: object) -> float:
         try:
             number = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise ValueError("must be a number of seconds") from None
         if number != number or (number <= bound if strict else number < bound):
             raise ValueError(f"must be {'>' if strict else '>='} {bound:g}")
-        return value
+        return parse_float(value)  # ASCII only: "١٢" passes float() but is no number here
 
-    return BeforeValidator(check)
-
-
-Positive = Annotated[float, _at_least(0, strict=True)]
-NonNegative = Annotated[float, _at_least(0, strict=False)]
+    return parse
 
 
-class SupervisorSettings(BaseSettings):
+_positive = _seconds(0, strict=True)
+_non_negative = _seconds(0, strict=False)
+
+
+def _count(value: object) -> int:
+    number = parse_int(value)
+    if number < 1:
+        raise ValueError("Input should be greater than or equal to 1")
+    return number
+
+
+def _restart_or_stop(value: object) -> str:
+    if value in ("restart", "stop"):
+        return str(value)
+    raise ValueError("Input should be 'restart' or 'stop'")
+
+
+def _path(value: object) -> Path:
+    return Path(str(value))
+
+
+def _text(value: object) -> str:
+    return str(value)
+
+
+def _codes(value: object) -> frozenset[int]:
+    """``2,78`` / ``2 78`` / ``none`` (or, from the environment, a JSON list) → exit codes."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in {"", "none"}:
+            return frozenset()
+        try:
+            codes = frozenset(int(p) for p in text.replace(" ", ",").split(",") if p)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a list of exit codes like 2,78 or none") from None
+    elif isinstance(value, list | tuple | set | frozenset):
+        items: list[int] = []
+        reasons: list[str] = []
+        for item in value:
+            try:
+                items.append(parse_int(item))
+            except ValueError as exc:
+                reasons.append(str(exc))
+        if reasons:
+            raise _Invalid(reasons)
+        codes = frozenset(items)
+    else:
+        raise ValueError("Input should be a valid frozenset")
+    for code in codes:
+        if not 1 <= code <= 255:
+            raise ValueError(f"exit code {code} is not in 1..255")
+    return codes
+
+
+def _meta(
+    help_: str, parse: Parser, metavar: str = "SECONDS", *, collection: bool = False
+) -> dict[str, Any]:
+    """What a :class:`SupervisorSettings` field needs besides its default: help text,
+    parser, metavar, and whether its variable may hold JSON (a list)."""
+    return {"help": help_, "parse": parse, "metavar": metavar, "collection": collection}
+
+
+@dataclass(frozen=True)
+class SupervisorSettings:
     """Every supervisor knob; env ``AGENTCTL_SUPERVISOR_<NAME>``, overridden by flags."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    state_dir: Path = field(
+        default=Path("/state"),
+        metadata=_meta("state volume: state.json, heartbeat, stop file", _path, "DIR"),
+    )
+    workspace: Path = field(
+        default=Path("/workspace"),
+        metadata=_meta("git workspace prepared before first start", _path, "DIR"),
+    )
+    grace: float = field(
+        default=10.0,
+        metadata=_meta("between SIGTERM and SIGKILL of the child group", _non_negative),
+    )
+    initial_backoff: float = field(default=1.0, metadata=_meta("first restart delay", _positive))
+    max_backoff: float = field(default=300.0, metadata=_meta("restart delay cap", _positive))
+    backoff_multiplier: float = field(
+        default=2.0, metadata=_meta("delay growth per restart", parse_float)
+    )
+    stable_after: float = field(
+        default=300.0, metadata=_meta("a run this long resets the backoff", _non_negative)
+    )
+    quick_crash: float = field(
+        default=10.0, metadata=_meta("a crash sooner than this is quick", _non_negative)
+    )
+    max_quick_crashes: int = field(
+        default=5, metadata=_meta("this many quick crashes in the window: degraded", _count, "N")
+    )
+    crash_window: float = field(
+        default=600.0, metadata=_meta("window for counting quick crashes", _positive)
+    )
+    fatal_exit_codes: frozenset[int] = field(
+        default=frozenset({2}),
+        metadata=_meta("never retried, e.g. 2,78 or none", _codes, "CODES", collection=True),
+    )
+    on_clean_exit: str = field(
+        default="restart", metadata=_meta("on exit 0", _restart_or_stop, "restart|stop")
+    )
+    heartbeat_interval: float = field(
+        default=10.0, metadata=_meta("touch <state-dir>/heartbeat this often", _positive)
+    )
+    poll_interval: float = field(
+        default=1.0, metadata=_meta("how often the stop file is checked", _positive)
+    )
+    prepare: str = field(
+        default=DEFAULT_PREPARE,
+        metadata=_meta("workspace hook MOD:FUNC, or 'none'", _text, "MOD:FUNC"),
+    )
 
-    state_dir: Path = Field(
-        Path("/state"), description="state volume: state.json, heartbeat, stop file"
-    )
-    workspace: Path = Field(
-        Path("/workspace"), description="git workspace prepared before first start"
-    )
-    grace: NonNegative = Field(10.0, description="between SIGTERM and SIGKILL of the child group")
-    initial_backoff: Positive = Field(1.0, description="first restart delay")
-    max_backoff: Positive = Field(300.0, description="restart delay cap")
-    backoff_multiplier: float = Field(2.0, description="delay growth per restart")
-    stable_after: NonNegative = Field(300.0, description="a run this long resets the backoff")
-    quick_crash: NonNegative = Field(10.0, description="a crash sooner than this is quick")
-    max_quick_crashes: int = Field(
-        5, ge=1, description="this many quick crashes in the window: degraded"
-    )
-    crash_window: Positive = Field(600.0, description="window for counting quick crashes")
-    fatal_exit_codes: Annotated[frozenset[int], NoDecode, BeforeValidator(_codes)] = Field(
-        frozenset({2}), description="never retried, e.g. 2,78 or none"
-    )
-    on_clean_exit: Literal["restart", "stop"] = Field("restart", description="on exit 0")
-    heartbeat_interval: Positive = Field(10.0, description="touch <state-dir>/heartbeat this often")
-    poll_interval: Positive = Field(1.0, description="how often the stop file is checked")
-    prepare: str = Field(DEFAULT_PREPARE, description="workspace hook MOD:FUNC, or 'none'")
-
-    @field_validator("fatal_exit_codes")
     @classmethod
-    def _code_range(cls, codes: frozenset[int]) -> frozenset[int]:
-        for code in codes:
-            if not 1 <= code <= 255:
-                raise ValueError(f"exit code {code} is not in 1..255")
-        return codes
+    def options(cls) -> tuple[Field[Any], ...]:
+        """The knobs, in order, with ``metadata``: help, parse, metavar, collection."""
+        return fields(cls)
 
     def policy(self) -> RestartPolicy:
         return RestartPolicy(
@@ -135,18 +222,6 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _metavar(name: str, info: Any) -> str:
-    if name in {"state_dir", "workspace"}:
-        return "DIR"
-    if name == "fatal_exit_codes":
-        return "CODES"
-    if name == "on_clean_exit":
-        return "restart|stop"
-    if name == "prepare":
-        return "MOD:FUNC"
-    return "N" if info.annotation is int else "SECONDS"
-
-
 def _show(default: Any) -> str:
     if isinstance(default, frozenset):
         return ",".join(str(c) for c in sorted(default)) or "none"
@@ -166,12 +241,12 @@ def _parser() -> argparse.ArgumentParser:
         + "GRACE=30). Stop: SIGTERM/SIGINT, or create <state-dir>/stop. "
         "Fresh start after degraded: create <state-dir>/reset, then restart.",
     )
-    for name, info in SupervisorSettings.model_fields.items():
+    for opt in SupervisorSettings.options():
         p.add_argument(
-            _flag(name),
+            _flag(opt.name),
             default=None,
-            metavar=_metavar(name, info),
-            help=f"{info.description} ({_show(info.default)})",
+            metavar=opt.metadata["metavar"],
+            help=f"{opt.metadata['help']} ({_show(opt.default)})",
         )
     p.add_argument(
         "--name", default=None, help="agent name ($AGENTCTL_AGENT, $AGENT_NAME, hostname)"
@@ -180,8 +255,31 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _parsed(raw: Mapping[str, object], where: Callable[[str, object], str]) -> dict[str, Any]:
+    """Each option's parser over ``raw``; every problem at once, as ``where='raw': why``."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for opt in SupervisorSettings.options():
+        if opt.name not in raw:
+            continue
+        value = raw[opt.name]
+        try:
+            values[opt.name] = opt.metadata["parse"](value)
+        except _Invalid as exc:
+            problems += [f"{where(opt.name, value)}: {reason}" for reason in exc.reasons]
+        except ValueError as exc:
+            problems.append(f"{where(opt.name, value)}: {exc}")
+    if problems:
+        raise UsageError("; ".join(problems))
+    return values
+
+
 def parse_args(argv: list[str], environ: Mapping[str, str] | None = None) -> SupervisorConfig:
-    """Options from argv, then ``AGENTCTL_SUPERVISOR_*``, then defaults."""
+    """Options from argv, then ``AGENTCTL_SUPERVISOR_*``, then defaults.
+
+    A bad variable is reported even when a flag overrides it (the environment is
+    checked first, as a whole); errors name the variable or the flag and the value.
+    """
     env = os.environ if environ is None else environ
     if "--" not in argv:
         if {"-h", "--help"} & set(argv):
@@ -195,19 +293,23 @@ def parse_args(argv: list[str], environ: Mapping[str, str] | None = None) -> Sup
     if not command:
         raise UsageError("nothing after '--': give the command to supervise")
     ns = _parser().parse_args(opts)
-    flags = {
-        name: getattr(ns, name)
-        for name in SupervisorSettings.model_fields
-        if getattr(ns, name) is not None
-    }
+    options = SupervisorSettings.options()
+    flags = {o.name: getattr(ns, o.name) for o in options if getattr(ns, o.name) is not None}
     env_only = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
     try:
-        base = load_settings(SupervisorSettings, env_only)
-        settings = SupervisorSettings.model_validate({**base.model_dump(), **flags})
-    except ValidationError as exc:
-        raise UsageError(_describe(exc, flags, env_only)) from exc
-    except UsageError as exc:  # from the environment: name the variable (load_settings did)
-        raise UsageError(_env_message(exc, env_only)) from exc
+        raw_env = env_values(
+            {o.name: o.metadata["collection"] for o in options}, ENV_PREFIX, env_only
+        )
+    except UsageError as exc:  # undecodable JSON; the message names the variable
+        raise UsageError(str(exc)) from exc
+
+    def env_where(name: str, value: object) -> str:
+        var = env_var(ENV_PREFIX, name)
+        return f"{var}={env_only.get(var, value)!r}"
+
+    from_env = _parsed(raw_env, env_where)
+    from_flags = _parsed(flags, lambda name, value: f"{_flag(name)}={value!r}")
+    settings = SupervisorSettings(**{**from_env, **from_flags})
     try:
         policy = settings.policy()
     except ValueError as exc:
@@ -226,31 +328,3 @@ def parse_args(argv: list[str], environ: Mapping[str, str] | None = None) -> Sup
         mission=mission,
         prepare=settings.prepare,
     )
-
-
-def _reason(err: Mapping[str, Any]) -> str:
-    ctx = err.get("ctx") or {}
-    if "error" in ctx:
-        return str(ctx["error"])
-    return str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-
-
-def _describe(exc: ValidationError, flags: Mapping[str, str], env: Mapping[str, str]) -> str:
-    """``--grace='-1': must be >= 0`` or ``AGENTCTL_SUPERVISOR_GRACE='x': ...``."""
-    parts = []
-    for err in exc.errors():
-        name = str(err["loc"][0]) if err.get("loc") else ""
-        if name in flags:
-            where, raw = _flag(name), flags[name]
-        else:
-            where = ENV_PREFIX + name.upper()
-            raw = env.get(where, err.get("input"))
-        parts.append(f"{where}={raw!r}: {_reason(err)}")
-    return "; ".join(parts)
-
-
-def _env_message(exc: UsageError, env: Mapping[str, str]) -> str:
-    cause = exc.__cause__
-    if isinstance(cause, ValidationError):
-        return _describe(cause, {}, env)
-    return str(exc)

@@ -12,10 +12,12 @@ from agentctl_swarm.cli import (
     chat,
     coordinator,
     errors,
+    export,
     fleet,
     host,
     model,
     server,
+    status,
     sync,
     task,
     up,
@@ -34,7 +36,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (fleet, up, host, server, chat, sync, model, task, coordinator):
+for _module in (fleet, up, status, host, server, chat, sync, model, task, coordinator, export):
     _module.register(app)
 
 

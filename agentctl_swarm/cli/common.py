@@ -19,6 +19,7 @@ from agentctl_swarm.config import Settings, load_settings
 from agentctl_swarm.fleet.source import LoadedFleet, read_fleet
 
 if TYPE_CHECKING:
+    from agentctl_swarm.controller.nodes import NodeSet
     from agentctl_swarm.podman.backend import PodmanBackend
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -45,6 +46,18 @@ def backend(*, ping: bool = True) -> PodmanBackend:
     if ping:
         podman.ping()
     return podman
+
+
+def fleet_backend(loaded: LoadedFleet) -> PodmanBackend | NodeSet:
+    """The fleet's Podman: its `nodes:` (each looked at in parallel; a node that does not
+    answer is reported, not fatal), else the configured socket as for :func:`backend`."""
+    if not loaded.fleet.nodes:
+        return backend()
+    from agentctl_swarm.controller.nodes import NodeSet
+
+    nodes = NodeSet.for_fleet(loaded.fleet, settings().podman_url)
+    nodes.ping()  # raises only when no node answers
+    return nodes
 
 
 def load(path: Path) -> LoadedFleet:

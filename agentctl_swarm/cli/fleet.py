@@ -19,25 +19,46 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agentctl_swarm.cli.common import Output, backend, dump_yaml, err, load, out, settings
+from agentctl_swarm.cli.common import (
+    Output,
+    backend,
+    dump_yaml,
+    err,
+    fleet_backend,
+    load,
+    out,
+    settings,
+)
 from agentctl_swarm.controller.executor import Outcome
 from agentctl_swarm.controller.planner import Kind, Plan
 from agentctl_swarm.controller.preflight import check_tools
 from agentctl_swarm.controller.status import find_container
-from agentctl_swarm.core.errors import AgentctlError
+from agentctl_swarm.core.errors import AgentctlError, UnavailableError
 from agentctl_swarm.fleet.loader import LoadedFleet
-from agentctl_swarm.podman.backend import PodmanBackend
+from agentctl_swarm.fleet.render import LOCAL_NODE
 
 AgentArg = Annotated[str, typer.Argument(help="Agent (swarm-role-NNN) or container name.")]
 FleetOpt = Annotated[str | None, typer.Option(help="The fleet, when the name is ambiguous.")]
 FleetFile = Annotated[
     Path, typer.Option("-f", "--file", help="The fleet file (YAML).", show_default=False)
 ]
+NodesFile = Annotated[
+    Path | None,
+    typer.Option(
+        "-f", "--file", help="The fleet file: look on its `nodes:` (default: this machine).",
+        show_default=False,
+    ),
+]  # fmt: skip
+
+
+def _podman(file: Path | None) -> Any:
+    """This machine's Podman, or every node of the fleet file's `nodes:`."""
+    return fleet_backend(load(file)) if file else backend()
 
 
 def register(app: typer.Typer) -> None:
     """Add the fleet commands to the `agentctl` app."""
-    for command in (validate, schema, apply, diff, get, delete, logs, restart, stop):
+    for command in (validate, schema, apply, diff, get, delete, scale, reload, logs, restart, stop):
         app.command()(command)
 
 
@@ -55,9 +76,16 @@ def _print_plan(plan: Plan) -> None:
     for action in plan.actions:
         if action.kind in styles:
             mark, style = styles[action.kind]
+            where = f" on {action.node}" if action.node != LOCAL_NODE else ""
             out.print(
-                f"[{style}]{mark} {action.kind.value:<8} {action.name}[/{style}]  ({action.reason})"
+                f"[{style}]{mark} {action.kind.value:<8} {action.name}{where}[/{style}]"
+                f"  ({action.reason})"
             )
+    for node, why in sorted(plan.unreachable.items()):
+        err.print(
+            f"[yellow]! node {node} does not answer[/yellow] ({escape(why)}); its agents are "
+            "left as they are"
+        )
     out.print(f"plan: {plan.summary()}")
 
 
@@ -187,7 +215,7 @@ def apply(
     check_tools()
     from agentctl_swarm.controller.apply import apply_fleet
 
-    podman = backend()
+    podman = fleet_backend(loaded)
     with _progress("applying", loaded) as (on_plan, on_done):
         result = apply_fleet(
             loaded,
@@ -204,6 +232,7 @@ def apply(
     if dry_run:
         out.print("dry run: nothing was changed.")
         return
+    _fail_on_unreachable(result.plan, file)
     if result.failed:
         raise AgentctlError(
             f"{len(result.failed)} of {len(result.outcomes)} changes failed",
@@ -223,9 +252,20 @@ def diff(
     from agentctl_swarm.controller.apply import diff_fleet
 
     loaded = load(file)
-    plan = diff_fleet(loaded, backend(), settings(), prune=prune)
+    plan = diff_fleet(loaded, fleet_backend(loaded), settings(), prune=prune)
     _print_plan(plan)
+    _fail_on_unreachable(plan, file)
     raise typer.Exit(1 if plan.has_changes else 0)
+
+
+def _fail_on_unreachable(plan: Plan, file: Path) -> None:
+    """Exit 3 when some node did not answer (after the others were done)."""
+    if plan.unreachable:
+        names = ", ".join(sorted(plan.unreachable))
+        raise UnavailableError(
+            f"node(s) {names} did not answer; their agents were left as they are",
+            hint=f"check those nodes' Podman API, then run `agentctl apply -f {file}` again",
+        )
 
 
 def get(
@@ -241,7 +281,9 @@ def get(
     from agentctl_swarm.controller.status import fleet_status
 
     name = load(file).fleet.name if file else fleet
-    rows = [s.as_dict() for s in fleet_status(backend(), name)]
+    rows = [
+        s.as_dict() for s in fleet_status(fleet_backend(load(file)) if file else backend(), name)
+    ]
     for row in rows:
         row["uptime"] = _uptime(row["uptime_seconds"])
     if not rows and output is Output.table:
@@ -253,6 +295,7 @@ def get(
         [
             ("agent", "AGENT"),
             ("fleet", "FLEET"),
+            *([("node", "NODE")] if any(r["node"] != LOCAL_NODE for r in rows) else []),
             ("role", "ROLE"),
             ("state", "STATE"),
             ("agent_status", "STATUS"),
@@ -275,7 +318,7 @@ def delete(
     check_tools()
     from agentctl_swarm.controller.apply import delete_fleet
 
-    podman = backend()
+    podman = fleet_backend(loaded)
     with _progress("deleting") as (on_plan, on_done):
         result, removed = delete_fleet(
             loaded,
@@ -306,6 +349,81 @@ def delete(
             )
 
 
+def scale(
+    file: FleetFile,
+    role: Annotated[str, typer.Argument(help="The role to scale, e.g. builder.")],
+    replicas: Annotated[
+        int, typer.Argument(help="How many agents the role should have (0 stops it).")
+    ],
+) -> None:
+    """Scale a role and write it into the fleet file (the desired state).
+
+    Up creates the next agents (swarm-ROLE-NNN after the highest number). Down removes
+    idle agents first, the one running longest first, after a final sync; an agent that
+    is working on a task is never stopped for it: `agentctl up` removes it once it is
+    idle. The fleet file gets `replicas:` (and `instances:` when the numbers left are not
+    0..N-1), so the next apply or reload keeps the new size. When `agentctl up` runs the
+    fleet it is told to reload and does the work; otherwise it is done here.
+
+    Example: agentctl scale -f fleet.yaml builder 3
+    """
+    from agentctl_swarm.controller.apply import busy_agents, scale_role
+
+    check_tools()
+    podman = fleet_backend(load(file))
+    with _progress("scaling") as (_on_plan, on_done):
+        result = scale_role(
+            file,
+            role,
+            replicas,
+            podman,
+            settings(),
+            busy=lambda loaded: busy_agents(loaded, settings()),
+            on_done=on_done,
+        )
+    choice = result.choice
+    names = lambda ids: ", ".join(f"swarm-{role}-{i:03d}" for i in ids) or "none"  # noqa: E731
+    out.print(f"{role}: {len(result.before)} -> {len(choice.keep)} agents (written to {file})")
+    if choice.added:
+        out.print(f"  new: {names(choice.added)}")
+    if choice.removed:
+        out.print(f"  removed (idle): {names(choice.removed)}")
+    if choice.draining:
+        out.print(f"  busy, removed once idle by `agentctl up`: {names(choice.draining)}")
+    if result.up_pid:
+        out.print(f"`agentctl up` (pid {result.up_pid}) was told to reload and carries it out.")
+    elif result.applied is not None and result.applied.failed:
+        raise AgentctlError(
+            f"{len(result.applied.failed)} changes failed", hint="fix the cause and run apply"
+        )
+
+
+def reload(file: FleetFile) -> None:
+    """Tell the `agentctl up` running this fleet to re-read its fleet file (SIGHUP).
+
+    Max-active, budgets and heartbeat settings take effect at once; a changed image or
+    template rolls to idle agents only, never interrupting a task.
+    """
+    import os
+    import signal
+
+    from agentctl_swarm.controller.apply import FleetIsUp, up_lock
+
+    loaded = load(file)
+    try:
+        with up_lock(settings(), loaded.fleet.name, purpose="reload it"):
+            pass
+    except FleetIsUp as exc:
+        pid = exc.holder
+        os.kill(int(pid), signal.SIGHUP)
+        out.print(f"told `agentctl up` (pid {pid}) to reload {file}")
+        return
+    raise AgentctlError(
+        f"`agentctl up` is not running fleet {loaded.fleet.name!r} on this machine",
+        hint=f"start it with `agentctl up -f {file}`, or use `agentctl apply -f {file}`",
+    )
+
+
 def logs(
     agent: AgentArg,
     follow: Annotated[
@@ -318,11 +436,19 @@ def logs(
     raw: Annotated[
         bool, typer.Option("--raw", help="Print the JSON log records as they are.")
     ] = False,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help="The fleet file: look on its `nodes:` (default: this machine).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Print an agent's output (its supervisor and agent process), as readable lines."""
     from agentctl_swarm.core.logs import render_record
 
-    podman = backend()
+    podman = _podman(file)
     name = find_container(podman, agent, fleet)
     try:
         for chunk in podman.logs(name, follow=follow, tail=tail):
@@ -336,23 +462,31 @@ def logs(
 def restart(
     agent: AgentArg,
     fleet: FleetOpt = None,
+    file: NodesFile = None,
 ) -> None:
-    """Restart one agent's container (gracefully: SIGTERM, grace period, then SIGKILL)."""
-    _one_agent(agent, fleet, PodmanBackend.restart, "restarted")
+    """Restart one agent's container (gracefully: SIGTERM, grace period, then SIGKILL).
+
+    Also clears a `degraded` mark: `agentctl up` stops restarting an agent that crashed
+    more than 5 times in 30 minutes until a person restarts it this way.
+    """
+    from agentctl_swarm.controller.health_store import request_clear
+
+    podman = _podman(file)
+    name = find_container(podman, agent, fleet)
+    observed = podman.observe(name)
+    if observed is not None:
+        request_clear(settings().state_dir, observed.fleet, observed.agent)
+    podman.restart(name)
+    out.print(f"restarted {name}")
 
 
 def stop(
     agent: AgentArg,
     fleet: FleetOpt = None,
+    file: NodesFile = None,
 ) -> None:
     """Stop one agent's container; `agentctl apply` starts it again."""
-    _one_agent(agent, fleet, PodmanBackend.stop, "stopped")
-
-
-def _one_agent(
-    agent: str, fleet: str | None, operation: Callable[[PodmanBackend, str], None], done: str
-) -> None:
-    podman = backend()
+    podman = _podman(file)
     name = find_container(podman, agent, fleet)
-    operation(podman, name)
-    out.print(f"{done} {name}")
+    podman.stop(name)
+    out.print(f"stopped {name}")

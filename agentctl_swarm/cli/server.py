@@ -111,7 +111,6 @@ def server(
     if with_coordinator:
         from agentctl_swarm.coordinator.service import coordinator_identity, embedded
         from agentctl_swarm.coordinator.store import DB_NAME, TaskStore
-        from agentctl_swarm.core.logs import setup_logging
 
         check_channel(channel)
         board = board_config(
@@ -123,7 +122,6 @@ def server(
             task_timeout=task_timeout,
             task_retries=task_retries,
         )
-        setup_logging("server")
         ident = coordinator_identity(data_dir / "coordinator-identity.json" if data_dir else None)
         store = TaskStore(data_dir / DB_NAME if data_dir else None)
         trusted.add(ident.agent_id)

@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from agentctl_swarm.cli.common import Output, backend, dump_yaml, load, out, settings
+from agentctl_swarm.cli.common import Output, dump_yaml, fleet_backend, load, out, settings
 from agentctl_swarm.core.errors import UsageError
 from agentctl_swarm.core.logs import setup_logging
 from agentctl_swarm.fleet.loader import LoadedFleet
@@ -67,7 +67,7 @@ def _daemon(file: Path | None, once: bool, interval: float | None, output: Outpu
 
     daemon = SyncDaemon(
         loaded.fleet,
-        backend(),
+        fleet_backend(loaded),
         state_dir=settings().state_dir,
         base_dir=loaded.path.parent.absolute(),
         interval=interval,

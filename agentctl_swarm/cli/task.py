@@ -15,11 +15,8 @@ import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
 
 import typer
 from rich.markup import escape
@@ -30,6 +27,7 @@ from agentctl_swarm.cli.coordinator import ServerOpt, check_channel
 from agentctl_swarm.config import DEFAULT_CHAT_URL
 from agentctl_swarm.coordinator import grammar as g
 from agentctl_swarm.coordinator.board import new_task_id
+from agentctl_swarm.coordinator.board_client import BoardClient, board_url
 from agentctl_swarm.core.errors import AgentctlError, UnavailableError, UsageError
 
 task_app = typer.Typer(
@@ -81,98 +79,19 @@ def _server_url(server: str | None) -> str:
     )
 
 
-def _api_url(api: str | None, server: str | None) -> str:
-    """The board's base URL: --api, else the chat server's URL as http(s)."""
+def _board(api: str | None, server: str | None) -> BoardClient:
+    """The board at --api, else on the chat server's own port."""
     if api:
-        base = api
-    else:
-        url = _server_url(server)
-        parts = urlsplit(url)
-        if parts.scheme not in ("ws", "wss") or not parts.netloc:
-            raise UsageError(
-                f"--server {url!r}: not a WebSocket URL",
-                hint="use ws://HOST:PORT or wss://HOST:PORT",
-            )
-        base = ("https" if parts.scheme == "wss" else "http") + "://" + parts.netloc
-    return base.rstrip("/")
-
-
-class _Board:
-    """Reads of the coordinator's board over HTTP, with errors in the user's words."""
-
-    def __init__(self, base: str, explicit: bool) -> None:
-        self.base = base
-        self.explicit = explicit
-
-    def get(self, path: str) -> tuple[int, Any]:
-        url = f"{self.base}/api/v1/{path}"
-        req = urllib.request.Request(url, headers={"Accept": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            body = exc.read()
-            try:
-                doc = json.loads(body)
-            except ValueError:
-                doc = None
-            if exc.code == 404 and not isinstance(doc, dict):
-                raise UnavailableError(
-                    f"{self.base} serves no task board (no coordinator there)",
-                    hint="run `agentctl server` with its coordinator (the default), or pass "
-                    "--api http://HOST:PORT of `agentctl coordinator --http PORT`",
-                ) from None
-            return exc.code, doc
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            hint = (
-                "check --api / $AGENTCTL_COORDINATOR_URL"
-                if self.explicit
-                else "start it with `agentctl server`, or pass --server / $AGENTCTL_SERVER_URL"
-            )
-            raise UnavailableError(
-                f"cannot read the task board at {self.base} ({reason})", hint=hint
-            ) from None
-        except ValueError as exc:
-            raise UnavailableError(
-                f"{self.base} answered something that is not a task board ({exc})",
-                hint="check --api / --server",
-            ) from None
-
-    def tasks(self) -> dict[str, Any]:
-        status, doc = self.get("tasks")
-        if status != 200 or not isinstance(doc, dict):
-            raise UnavailableError(f"{self.base}/api/v1/tasks answered {status}")
-        return doc
-
-    def task(self, tid: str) -> dict[str, Any] | None:
-        status, doc = self.get("tasks/" + quote(tid, safe=""))
-        if status == 404:
-            return None
-        if status != 200 or not isinstance(doc, dict):
-            raise UnavailableError(f"{self.base}/api/v1/tasks/{tid} answered {status}")
-        return doc
-
-    def require(self, tid: str) -> dict[str, Any]:
-        doc = self.task(tid)
-        if doc is None:
-            raise UsageError(
-                f"unknown task id {tid!r} on the board at {self.base}",
-                hint="`agentctl task list` shows the ids",
-            )
-        return doc
-
-    def wait_for(self, tid: str, ok: Any, timeout: float) -> dict[str, Any] | None:
-        """Poll the task until ``ok(doc)``; the last doc (None if never seen) on timeout."""
-        deadline = time.monotonic() + timeout
-        doc = None
-        while True:
-            doc = self.task(tid)
-            if doc is not None and ok(doc):
-                return doc
-            if time.monotonic() >= deadline:
-                return doc
-            time.sleep(0.05)
+        return BoardClient(api, unreachable_hint="check --api / $AGENTCTL_COORDINATOR_URL")
+    url = _server_url(server)
+    try:
+        base = board_url(url)
+    except UsageError as exc:
+        raise UsageError(f"--server {exc.message}", hint=exc.hint) from None
+    return BoardClient(
+        base,
+        unreachable_hint="start it with `agentctl server`, or pass --server / $AGENTCTL_SERVER_URL",
+    )
 
 
 def _post(server: str | None, channel: str, line: str, as_name: str | None) -> None:
@@ -302,7 +221,7 @@ def add(
         branch=branch,
         text=prompt,
     )
-    board = _Board(_api_url(api, server), explicit=bool(api))
+    board = _board(api, server)
     if wait > 0:
         existing = board.task(tid)  # also: is the board there at all?
         if existing is not None:
@@ -334,7 +253,7 @@ def list_(
     output: OutputOpt = common.Output.table,
 ) -> None:
     """List the tasks on the coordinator's board, oldest first."""
-    board = _Board(_api_url(api, server), explicit=bool(api))
+    board = _board(api, server)
     doc = board.tasks()
     tasks = [
         t
@@ -375,7 +294,7 @@ def show(
     output: OutputOpt = common.Output.table,
 ) -> None:
     """Show one task: state, assignee, usage, and every attempt with how it ended."""
-    board = _Board(_api_url(api, server), explicit=bool(api))
+    board = _board(api, server)
     t = board.require(task_id)
     if _emit(t, output):
         return
@@ -433,7 +352,7 @@ def _mutate(
     check_channel(channel)
     if not g.is_valid_id(task_id):
         raise UsageError(f"{task_id!r} is not a task id", hint="`agentctl task list` shows them")
-    board = _Board(_api_url(api, server), explicit=bool(api))
+    board = _board(api, server)
     t = board.require(task_id)
     if t.get("state") not in allowed:
         raise UsageError(

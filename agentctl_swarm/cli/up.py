@@ -2,7 +2,7 @@
 
 The work is in agentctl_swarm.controller.up; this module starts it, prints what it
 reports, shows a live table of agents and tasks on a terminal, and turns SIGINT/SIGTERM
-into a graceful stop.
+into a graceful stop and SIGHUP into a reload of the fleet file.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from agentctl_swarm.cli.common import backend, err, load, out, settings
+from agentctl_swarm.cli.common import err, fleet_backend, load, out, settings
 from agentctl_swarm.controller.preflight import check_tools
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def up(
 
     cfg = settings()
     setup_logging("up", fmt=cfg.log_format, stream=sys.stderr)
-    podman = backend()
+    podman = fleet_backend(loaded)
     live_table = Live(console=out, auto_refresh=False) if out.is_terminal else None
 
     def report(line: str) -> None:
@@ -71,6 +71,8 @@ def up(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        # `agentctl reload` (and `scale`) send SIGHUP: re-read the fleet file and roll.
+        loop.add_signal_handler(signal.SIGHUP, runner.request_reload)
         await runner.run(stop)
 
     if live_table is not None:

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from agentctl_swarm.controller.lifecycle import LifecycleHooks, NoHooks
+from agentctl_swarm.controller.nodes import NodeSet, as_nodes
 from agentctl_swarm.controller.planner import Action, Kind, Plan
 from agentctl_swarm.fleet.render import ContainerSpec
 from agentctl_swarm.podman.backend import PodmanBackend
@@ -36,7 +37,7 @@ class Executor:
 
     def __init__(
         self,
-        backend: PodmanBackend,
+        backend: PodmanBackend | NodeSet,
         *,
         hooks: LifecycleHooks | None = None,
         secrets: Mapping[str, bytes] | None = None,
@@ -44,7 +45,7 @@ class Executor:
         force: bool = False,
         on_done: EventSink | None = None,
     ) -> None:
-        self.backend = backend
+        self.backend = as_nodes(backend)
         self.hooks = hooks or NoHooks()
         self.secrets = dict(secrets or {})
         self.concurrency = max(1, concurrency)
@@ -75,7 +76,7 @@ class Executor:
         if action.kind in {Kind.RECREATE, Kind.DELETE} and action.observed is not None:
             self.hooks.before_remove(action.observed, self.backend, force=self.force)
             timeout = action.spec.stop_timeout if action.spec else None
-            self.backend.remove(action.name, timeout=timeout)
+            self.backend.remove(action.name, timeout=timeout, node=action.observed.node)
         if action.kind in {Kind.CREATE, Kind.RECREATE}:
             assert action.spec is not None
             self._create(action.spec)
@@ -89,10 +90,9 @@ class Executor:
         is removed, and so are the volumes this create made (they hold nothing yet);
         volumes that existed before (a recreate's workspace) are kept with their work.
         """
+        node = self.backend.on(spec.node)
         fresh = [
-            m.source
-            for m in spec.mounts
-            if m.kind == "volume" and not self.backend.volume_exists(m.source)
+            m.source for m in spec.mounts if m.kind == "volume" and not node.volume_exists(m.source)
         ]
         try:
             self.backend.create(spec)
@@ -103,7 +103,7 @@ class Executor:
                 self.backend.remove(spec.name)
             for volume in fresh:
                 with contextlib.suppress(Exception):
-                    self.backend.remove_volume(volume)
+                    node.remove_volume(volume)
             raise
 
 

@@ -7,8 +7,8 @@ executor carries the plan out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from agentctl_swarm.fleet.render import ContainerSpec
@@ -37,10 +37,19 @@ class Action:
     def changes(self) -> bool:
         return self.kind not in {Kind.KEEP, Kind.ORPHAN}
 
+    @property
+    def node(self) -> str:
+        """The node the action happens on (a move's new node)."""
+        if self.spec is not None:
+            return self.spec.node
+        return self.observed.node if self.observed is not None else "local"
+
 
 @dataclass(frozen=True)
 class Plan:
     actions: tuple[Action, ...]
+    #: Nodes that did not answer (node -> why): their agents are not in this plan.
+    unreachable: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def changes(self) -> list[Action]:
@@ -65,19 +74,45 @@ class Plan:
             parts.append(f"{kept} unchanged")
         if orphans:
             parts.append(f"{orphans} not in the fleet (use --prune to delete)")
+        if self.unreachable:
+            parts.append(f"{len(self.unreachable)} node(s) not reachable")
         return ", ".join(parts) or "nothing to do"
 
 
 def plan(
     desired: Sequence[ContainerSpec], observed: Sequence[ObservedContainer], *, prune: bool = False
 ) -> Plan:
-    """Compare by container name and spec hash; ordered creates first, deletes last."""
-    by_name = {o.name: o for o in observed}
+    """Compare by container name, node and spec hash; ordered creates first, deletes last.
+
+    A container found on another node than its spec is placed on is moved (recreated
+    there); a second copy of the same agent on another node is deleted.
+    """
+    by_name: dict[str, list[ObservedContainer]] = {}
+    for o in observed:
+        by_name.setdefault(o.name, []).append(o)
     actions: list[Action] = []
+    extra: list[Action] = []
     for spec in desired:
-        seen = by_name.pop(spec.name, None)
+        copies = by_name.pop(spec.name, [])
+        seen = next((o for o in copies if o.node == spec.node), None)
+        if seen is None and copies:
+            seen = copies[0]
+        for other in copies:
+            if other is not seen:
+                extra.append(
+                    Action(
+                        Kind.DELETE, other.name, other.agent,
+                        f"a second copy on node {other.node} (it runs on {spec.node})",
+                        observed=other,
+                    )
+                )  # fmt: skip
         if seen is None:
             actions.append(Action(Kind.CREATE, spec.name, spec.agent, "not present", spec=spec))
+        elif seen.node != spec.node:
+            reason = f"moves from node {seen.node} to {spec.node}"
+            actions.append(
+                Action(Kind.RECREATE, spec.name, spec.agent, reason, spec=spec, observed=seen)
+            )
         elif seen.spec_hash != spec.spec_hash:
             reason = f"spec changed ({seen.spec_hash or 'unlabelled'} -> {spec.spec_hash})"
             actions.append(
@@ -104,7 +139,8 @@ def plan(
                     observed=seen,
                 )
             )
-    for seen in sorted(by_name.values(), key=lambda o: o.name):
+    actions += extra
+    for seen in sorted((o for copies in by_name.values() for o in copies), key=lambda o: o.name):
         if prune:
             actions.append(
                 Action(Kind.DELETE, seen.name, seen.agent, "not in the fleet", observed=seen)

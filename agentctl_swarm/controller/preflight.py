@@ -50,16 +50,21 @@ def check_host(
     backend: PodmanBackend,
     *,
     protect: tuple[str, ...] = (),
+    node: str | None = None,
+    local: bool = True,
 ) -> None:
     """Images exist, bind-mount sources exist and do not resolve (through symlinks) to a
     sensitive host path; FleetError naming the place otherwise.
 
     ``protect``: more host paths no agent may mount (the state dir, the Podman socket).
+    ``node``: the fleet node ``backend`` is (named in the errors); host paths are checked
+    only when it is ``local`` (this machine's files).
     """
     problems: list[Problem] = []
+    on_node = f" on node {node}" if node else ""
     home = os.path.realpath(os.path.expanduser("~"))
     extra = tuple(os.path.realpath(p) for p in protect)
-    for loc, volume in _volumes(loaded):
+    for loc, volume in _volumes(loaded) if local else ():
         if not volume.is_host_path or volume.allow_sensitive:
             continue
         resolved = os.path.realpath(os.path.expanduser(volume.source))
@@ -84,10 +89,12 @@ def check_host(
             loc: Loc = ("agents", index, "image") if agent.image else ("defaults", "image")
             problems.append(
                 loaded.locate(
-                    loc, f"image {image} is not present; run `agentctl build` (or podman pull it)"
+                    loc,
+                    f"image {image} is not present{on_node}; run `agentctl build` there "
+                    "(or podman pull / podman load it)",
                 )
             )
-    for loc, source in _bind_sources(loaded):
+    for loc, source in _bind_sources(loaded) if local else ():
         if not Path(source).expanduser().exists():
             problems.append(loaded.locate(loc, f"host path {source} does not exist"))
     for loc, repo_path in _repo_paths(loaded):
@@ -138,10 +145,9 @@ def check_engine(
     refused always: those containers could not start.
     """
     problems: list[Problem] = []
-    limited: dict[Loc, list[str]] = {}
+    limited: dict[Loc, dict[str, str]] = {}  # where a limit comes from -> {name: value}
     bridge: set[Loc] = set()
     dropped: set[str] = set()
-    reason = fix = ""
     for index, agent in enumerate(loaded.fleet.agents):
         spec = next((s for s in specs if s.role == agent.role), None)
         if spec is None:
@@ -156,29 +162,30 @@ def check_engine(
             if value
         ]
         missing = eng.unenforced(facts, wanted)
-        if missing:
-            dropped.update(missing)
-            reason, fix = eng.limits_reason(facts, missing), eng.limits_fix(facts)
-            for name in missing:
-                loc, value = _limit_source(loaded, index, name)
-                limited.setdefault(loc, []).append(f"{name} {value}")
+        dropped.update(missing)
+        for name in missing:
+            loc, value = _limit_source(loaded, index, name)
+            limited.setdefault(loc, {})[name] = value
         if spec.network == "bridge" and eng.bridge_reason(facts):
             own = agent.network is not None
             bridge.add(("agents", index, "network") if own else ("defaults", "network"))
     for loc in sorted(bridge, key=str):
         problems.append(loaded.locate(loc, f"{eng.bridge_reason(facts)}; {eng.BRIDGE_FIX}"))
+    reason = eng.limits_reason(facts, sorted(dropped)) if dropped else ""
     if limited and not allow_unenforced:
         for loc, items in limited.items():
             builtin = loc[-1] == "role"
-            what = ("the built-in limits " if builtin else "") + ", ".join(items)
+            what = ("the built-in limits " if builtin else "") + ", ".join(
+                f"{name} {value}" for name, value in items.items()
+            )
             problems.append(loaded.locate(loc, f"{what} would not be enforced: {reason}"))
-        raise UnenforceableLimits(_unique(problems), fix)
+        raise UnenforceableLimits(_unique(problems), eng.limits_fix(facts))
     if problems:
         raise FleetError(_unique(problems))
     if not limited:
         return []
     warning = (
-        f"warning: {eng.OPT_OUT_ENV}=1: creating containers WITHOUT their "
+        f"limits not enforced: {eng.OPT_OUT_ENV}=1: creating containers WITHOUT their "
         f"{'/'.join(sorted(dropped))} limits ({reason}); each agent can use all of this "
         "host's memory, CPU and processes"
     )

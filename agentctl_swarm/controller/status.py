@@ -29,6 +29,11 @@ class AgentStatus:
     container_id: str
     uptime_seconds: float | None
     spec_hash: str
+    node: str = "local"
+    # For `agentctl status` (controller/fleet_view.py), which classifies the agent from
+    # them; not part of `get`'s output.
+    exit_code: int | None = None
+    supervisor: str | None = None  # the status in state.json (running, backoff, ...)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -44,6 +49,7 @@ class AgentStatus:
             if self.uptime_seconds is None
             else round(self.uptime_seconds, 1),
             "spec_hash": self.spec_hash,
+            "node": self.node,
         }
 
 
@@ -98,6 +104,9 @@ def _status(backend: PodmanBackend, observed: ObservedContainer) -> AgentStatus:
         container_id=observed.id,
         uptime_seconds=uptime,
         spec_hash=observed.spec_hash,
+        node=observed.node,
+        exit_code=observed.exit_code,
+        supervisor=str(state.get("status")) if state and state.get("status") else None,
     )
 
 

@@ -67,6 +67,8 @@ class BoardConfig:
     max_active: int = 0
     token_budget: int = 0
     cost_budget_usd: float = 0.0
+    #: Per-role budgets: (role, tokens, cost in USD); 0 means no limit for that part.
+    role_budgets: tuple[tuple[str, int, float], ...] = ()
     heartbeat_interval: float = 30.0
     heartbeat_misses: int = 3
     default_timeout: int = 1800
@@ -80,11 +82,20 @@ class BoardConfig:
     reannounce_interval: float = 30.0
     #: Most TASK lines one pass re-announces (keeps a batch readable).
     max_announce: int = 10
+    #: Silence allowed to an agent whose task is running (its Claude Code session has
+    #: started) before the task is requeued. A late heartbeat alone must not take live
+    #: work away (a second agent would redo it); `agentctl up` checks the session itself
+    #: meanwhile, and a crashed runner reports its task as failed when it comes back.
+    running_silence: float = 600.0
 
     @property
     def dead_after(self) -> float:
         """Silence after which an agent counts as dead."""
         return self.heartbeat_interval * self.heartbeat_misses
+
+    def silence_limit(self, running: bool) -> float:
+        """How long an agent may be silent: longer while its task runs."""
+        return max(self.dead_after, self.running_silence) if running else self.dead_after
 
     def with_(self, **changes: Any) -> BoardConfig:
         """A copy with some fields changed."""
@@ -287,6 +298,11 @@ class Board:
         self._dirty_tasks: set[str] = set()
         self._dirty_agents: set[str] = set()
         self._dirty_quota = False
+        #: Why assigning is held (`agentctl up` is shutting down), or None.
+        self.held: str | None = None
+        self._budget_warned: set[str] = set()
+        #: The line being handled comes from an agent that was away (see _bind).
+        self._returning = False
 
     # ------------------------------------------------------------------ restore
 
@@ -340,9 +356,43 @@ class Board:
     def cost_used(self) -> float:
         return sum(t.cost_usd for t in self.tasks.values())
 
+    def role_usage(self, role: str) -> tuple[int, float]:
+        """Tokens and cost spent on ``role``'s tasks so far."""
+        tasks = [t for t in self.tasks.values() if t.role == role]
+        return sum(t.tokens_in + t.tokens_out for t in tasks), sum(t.cost_usd for t in tasks)
+
+    def role_gate(self, role: str) -> str | None:
+        """Why tasks of ``role`` may not be assigned now (its budget is used up), or None."""
+        for name, tokens, cost in self.config.role_budgets:
+            if name != role:
+                continue
+            used_tokens, used_cost = self.role_usage(role)
+            if tokens > 0 and used_tokens >= tokens:
+                return f"role {role}'s token budget of {tokens} used up"
+            if cost > 0 and used_cost >= cost:
+                return f"role {role}'s cost budget of ${cost:g} used up"
+        return None
+
+    def _check_budgets(self) -> None:
+        """Warn once at 80% of each budget (fleet and roles); 100% is the gate's job."""
+        cfg = self.config
+        checks = [("fleet tokens", self.tokens_used, cfg.token_budget),
+                  ("fleet cost", self.cost_used, cfg.cost_budget_usd)]  # fmt: skip
+        for role, tokens, cost in cfg.role_budgets:
+            used_tokens, used_cost = self.role_usage(role)
+            checks += [(f"role {role} tokens", used_tokens, tokens),
+                       (f"role {role} cost", used_cost, cost)]  # fmt: skip
+        for what, used, limit in checks:
+            if limit and used >= 0.8 * limit and what not in self._budget_warned:
+                self._budget_warned.add(what)
+                self._log("warning", "coordinator.budget_warning", budget=what, used=used,
+                          limit=limit, percent=round(100 * used / limit))  # fmt: skip
+
     def gate(self) -> str | None:
         """Why nothing may be assigned now, or None."""
         cfg = self.config
+        if self.held is not None:
+            return f"assigning held: {self.held}"
         if self.quota.paused:
             return "quota exhausted (paused until a probe succeeds)"
         if cfg.token_budget > 0 and self.tokens_used >= cfg.token_budget:
@@ -494,6 +544,14 @@ class Board:
         self._dispatch(now)
         return self._take()
 
+    def hold(self, reason: str | None, now: float) -> Decisions:
+        """Stop assigning new work (``reason``), or resume with None. Running tasks go on."""
+        self.held = reason
+        self._log("info", "coordinator.held" if reason else "coordinator.released", reason=reason)
+        if reason is None:
+            self._dispatch(now)
+        return self._take()
+
     def dispatch(self, now: float) -> Decisions:
         """Assign or re-announce what can be (also the first thing after a restart)."""
         self._dispatch(now)
@@ -506,6 +564,9 @@ class Board:
             self._log("debug", "coordinator.bad_name", name=name, sender=sender_id)
             return None
         a = self._agent(name)
+        # Back after silence, or a new connection under the name (the runner restarted):
+        # whatever it heard before is lost, so an idle heartbeat counts as news.
+        self._returning = a.agent_id != sender_id or not self.alive(a, now)
         if a.agent_id is None:
             a.agent_id = sender_id
             self._dirty_agents.add(name)
@@ -670,6 +731,7 @@ class Board:
             and self.alive(agent, now)
             and self._role_ok(agent, t)
             and self._cooldown.get((agent.name, t.id), 0.0) <= now
+            and self.role_gate(t.role) is None
         )
 
     def _assign(self, t: TaskRecord, agent: AgentRecord, now: float) -> None:
@@ -842,7 +904,7 @@ class Board:
 
     def _on_heartbeat(self, msg: g.Heartbeat, agent: AgentRecord, now: float) -> None:
         state = msg.state or agent.state
-        became_idle = state == "idle" and agent.state != "idle"
+        became_idle = state == "idle" and (agent.state != "idle" or self._returning)
         if state != agent.state:
             agent.state = state
             self._dirty_agents.add(agent.name)
@@ -977,6 +1039,8 @@ class Board:
                 a.task = None
                 continue
             silent = now - a.last_seen
+            if silent < self.config.silence_limit(t.state == RUNNING):
+                continue
             self._send(g.Cancel(id=t.id, agent=a.name, reason="no heartbeat"))
             self._requeue(t, now, "lost", f"no heartbeat for {silent:.0f} s", counted=True)
         for lst in self.waiting.values():
@@ -1093,6 +1157,7 @@ class Board:
 
         ``freed``: something just changed (a slot freed, the pause ended): announce at
         once; otherwise (a tick) unclaimed tasks are re-announced with backoff."""
+        self._check_budgets()
         if self.gate() is not None:
             return
         cfg = self.config

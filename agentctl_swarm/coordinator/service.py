@@ -420,6 +420,14 @@ class Coordinator:
 
     # ------------------------------------------------------------------ reads (HTTP)
 
+    def reconfigure(self, config: BoardConfig) -> None:
+        """New limits (a reload of the fleet file): applied at once."""
+        self._apply(self.board.configure(config, self.clock()))
+
+    def hold(self, reason: str | None) -> None:
+        """Stop assigning new work (``agentctl up`` shutting down); None resumes."""
+        self._apply(self.board.hold(reason, self.clock()))
+
     def status(self) -> dict[str, Any]:
         """Who and where the coordinator is, and what gates assigning."""
         snap = self.board.snapshot(self.clock())

@@ -163,6 +163,7 @@ def semantic_problems(fleet: Fleet) -> list[tuple[Loc, str]]:
             )
         else:
             seen[agent.role] = index
+    problems += _node_problems(fleet)
     for base, spec in agent_field_sources(fleet):
         for vindex, volume in enumerate(spec.volumes or []):
             hit = volume.sensitive_match()
@@ -181,6 +182,36 @@ def semantic_problems(fleet: Fleet) -> list[tuple[Loc, str]]:
                     ((*base, "secrets", sindex, "name"), f"secret {secret.name!r} is listed twice")
                 )
             names.add(secret.name)
+    return problems
+
+
+def _node_problems(fleet: Fleet) -> list[tuple[Loc, str]]:
+    """Node names unique, selectors only with nodes, and every agent fits somewhere."""
+    from agentctl_swarm.fleet.placement import PlacementError, place
+
+    problems: list[tuple[Loc, str]] = []
+    seen: set[str] = set()
+    for index, node in enumerate(fleet.nodes):
+        if node.name in seen:
+            problems.append((("nodes", index, "name"), f"node {node.name!r} is listed twice"))
+        seen.add(node.name)
+    if not fleet.nodes:
+        for index, agent in enumerate(fleet.agents):
+            if agent.node_selector:
+                problems.append(
+                    (
+                        ("agents", index, "node_selector"),
+                        "node_selector needs a `nodes:` section to choose from",
+                    )
+                )
+        return problems
+    if not problems:
+        try:
+            place(fleet)
+        except PlacementError as exc:
+            agent = fleet.agents[exc.index]
+            field = "node_selector" if agent.node_selector else "replicas"
+            problems.append((("agents", exc.index, field), str(exc)))
     return problems
 
 
@@ -231,9 +262,7 @@ def _plain(node: Any, budget: list[int] | None = None) -> Any:
     if budget[0] < 0:
         raise _TooBig
     if isinstance(node, CommentedMap):
-        return {
-            (k if isinstance(k, str) else str(k)): _plain(v, budget) for k, v in node.items()
-        }
+        return {(k if isinstance(k, str) else str(k)): _plain(v, budget) for k, v in node.items()}
     if isinstance(node, CommentedSeq):
         return [_plain(v, budget) for v in node]
     return node

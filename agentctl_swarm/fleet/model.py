@@ -359,6 +359,12 @@ class WorkSpec(_Strict):
     channel: str = Field(default="#work", description="The AgentChat channel tasks go through.")
     mission: Text | None = Field(default=None, description="What the whole fleet is for.")
     max_active: int = Field(default=2, ge=1, le=1000, description="Agents working at once.")
+    max_active_per_node: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Working at once on one machine (default: max_active).",
+    )
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     task_timeout: float = Field(default=1800.0, description="Seconds one task may take.")
     retries: int = Field(default=2, ge=0, le=100, description="Retries of a failed task.")
@@ -368,6 +374,11 @@ class WorkSpec(_Strict):
     probe_interval: float = Field(
         default=300.0, description="While the model's quota is exhausted: seconds between probes."
     )
+    drain_seconds: float = Field(
+        default=60.0,
+        description="On `agentctl up` shutdown: how long working agents get to finish before "
+        "they are stopped (their tasks then go back to the queue).",
+    )
 
     @field_validator("channel")
     @classmethod
@@ -376,7 +387,7 @@ class WorkSpec(_Strict):
             raise ValueError(f"{value!r} is not a channel name; write it like '#work' (quoted)")
         return value
 
-    @field_validator("task_timeout", "heartbeat_interval", "probe_interval")
+    @field_validator("task_timeout", "heartbeat_interval", "probe_interval", "drain_seconds")
     @classmethod
     def _seconds(cls, value: float) -> float:
         return _finite("seconds", value, low=0, high=MAX_SECONDS, strict=True)
@@ -460,6 +471,11 @@ class AgentSpec(_AgentFields):
 
     role: str = Field(description="Role name: lowercase letters, digits and dashes.")
     replicas: int = Field(default=1, ge=0, le=999)
+    instances: list[int] | None = Field(
+        default=None,
+        description="Which swarm-<role>-NNN exist (written by `agentctl scale`, which "
+        "removes idle agents first); without it: 0 .. replicas-1.",
+    )
     runtime: Runtime = Field(
         default="command",
         description="claude: an idle runner that takes tasks and runs Claude Code; "
@@ -476,6 +492,18 @@ class AgentSpec(_AgentFields):
         default=None, description="Model for this role (overrides model.name)."
     )
     tools: ToolsSpec | None = None
+    budget: BudgetSpec | None = Field(
+        default=None, description="This role's own token/cost budget (80% warns, 100% pauses it)."
+    )
+    node_selector: dict[Text, Text] | None = Field(
+        default=None,
+        description="Place this role only on nodes whose labels include all of these.",
+    )
+
+    @property
+    def indexes(self) -> list[int]:
+        """The agent numbers of this role (``swarm-<role>-NNN``), in order."""
+        return sorted(self.instances) if self.instances is not None else list(range(self.replicas))
 
     @property
     def takes_tasks(self) -> bool:
@@ -505,11 +533,61 @@ class AgentSpec(_AgentFields):
                 "runtime 'claude' runs Claude Code itself; drop `command:` "
                 "(or use runtime: command with a {prompt} placeholder)"
             )
+        if self.instances is not None:
+            if len(set(self.instances)) != len(self.instances):
+                raise ValueError("instances lists an index twice")
+            if any(not 0 <= i <= 999 for i in self.instances):
+                raise ValueError("instances are agent numbers from 0 to 999")
+            if "replicas" in self.model_fields_set and self.replicas != len(self.instances):
+                raise ValueError(
+                    f"replicas is {self.replicas} but instances lists {len(self.instances)}; "
+                    "make them agree (or drop one)"
+                )
+            self.replicas = len(self.instances)
         if self.personality is not None and self.personality_file is not None:
             raise ValueError("give at most one of personality or personality_file")
         if self.model is not None and not MODEL_RE.match(self.model):
             raise ValueError(f"model {self.model!r} is not a model name like claude-sonnet-4-5")
         return self
+
+
+NODE_URL_RE = re.compile(r"(unix://|ssh://|tcp://)\S+\Z")
+
+
+class NodeSpec(_Strict):
+    """A Podman host agents can be placed on (the URIs of `podman system connection`)."""
+
+    name: str = Field(description="Node name: lowercase letters, digits and dashes.")
+    url: Text = Field(
+        description="Its Podman API: unix:///run/podman/podman.sock, "
+        "ssh://user@host/run/podman/podman.sock or tcp://127.0.0.1:8888."
+    )
+    capacity: int | None = Field(
+        default=None, ge=0, le=10000, description="Most agents placed here (default: no limit)."
+    )
+    labels: dict[str, Text] = Field(
+        default_factory=dict, description="Matched by the agents' `node_selector`."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _dns_name("node name", value)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not NODE_URL_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a Podman connection URL; use unix:///path/podman.sock, "
+                "ssh://user@host/run/podman/podman.sock or tcp://HOST:PORT"
+            )
+        return value
+
+    @property
+    def local(self) -> bool:
+        """Whether host paths (bind mounts, the local gate's sockets) are this machine's."""
+        return self.url.startswith("unix://")
 
 
 class Metadata(_Strict):
@@ -541,6 +619,10 @@ class Fleet(_Strict):
     embedded: EmbeddedServer = Field(default_factory=EmbeddedServer)
     work: WorkSpec = Field(default_factory=WorkSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
+    nodes: list[NodeSpec] = Field(
+        default_factory=list,
+        description="Podman hosts to spread the agents over; without it: this machine's Podman.",
+    )
 
     @field_validator("server")
     @classmethod

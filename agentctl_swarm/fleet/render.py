@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from agentctl_swarm.fleet.model import AgentSpec, Fleet, RepoSpec, Resources, SecretSpec
+from agentctl_swarm.fleet.model import (
+    AgentSpec,
+    Fleet,
+    NodeSpec,
+    RepoSpec,
+    Resources,
+    SecretSpec,
+)
 
 LABEL_FLEET = "io.agentctl.fleet"
 LABEL_AGENT = "io.agentctl.agent"
@@ -31,6 +38,8 @@ AGENT_UID = 1000
 # The in-container supervisor already restarts the agent with backoff; Podman restarting
 # the container is the second line and should give up rather than loop forever.
 DEFAULT_RESTART_RETRIES = 3
+#: The node name of this machine's Podman (fleets without a `nodes:` section).
+LOCAL_NODE = "local"
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,7 @@ class ContainerSpec:
     user: str = f"{AGENT_UID}:{AGENT_UID}"
     userns: str = "auto"  # own user namespace per agent (rootful Podman; see podman/backend)
     repo: RepoSpec | None = None
+    node: str = LOCAL_NODE  # the node it is placed on (fleet.placement)
     spec_hash: str = field(default="", compare=False)
 
     @property
@@ -156,6 +166,7 @@ def render_fleet(
     secret_versions: SecretVersions | None = None,
     control_root: Path | None = None,
     coordinators: tuple[str, ...] = (),
+    placement: Mapping[str, NodeSpec] | None = None,
 ) -> list[ContainerSpec]:
     """Every agent of the fleet, replicas expanded, in a stable order.
 
@@ -163,11 +174,12 @@ def render_fleet(
     expands ``~`` in host paths; ``server_url`` is the chat server when the fleet names
     none; ``secret_versions`` maps (role, secret name) to a digest of its current value;
     ``control_root`` is the host directory of the runners' control sockets;
-    ``coordinators`` are the chat ids runners take assignments from.
+    ``coordinators`` are the chat ids runners take assignments from; ``placement`` maps
+    agent names to the node each runs on (see fleet.placement; default: this machine).
     """
     specs: list[ContainerSpec] = []
     for agent in fleet.agents:
-        for index in range(agent.replicas):
+        for index in agent.indexes:
             specs.append(
                 render_agent(
                     fleet,
@@ -178,6 +190,7 @@ def render_fleet(
                     secret_versions=secret_versions,
                     control_root=control_root,
                     coordinators=coordinators,
+                    node=(placement or {}).get(agent_name(agent.role, index)),
                 )
             )
     return specs
@@ -198,8 +211,13 @@ def render_agent(
     secret_versions: SecretVersions | None = None,
     control_root: Path | None = None,
     coordinators: tuple[str, ...] = (),
+    node: NodeSpec | None = None,
 ) -> ContainerSpec:
-    """One replica of ``agent``: defaults merged, names derived, hardened, hashed."""
+    """One replica of ``agent``: defaults merged, names derived, hardened, hashed.
+
+    On a remote ``node`` (not ``unix://``) this machine's paths mean nothing, so the
+    runner gets no control socket from the local gate (the coordinator's limits apply).
+    """
     d = fleet.defaults
     name = agent_name(agent.role, index)
     resources = (
@@ -251,7 +269,7 @@ def render_agent(
     versions = secret_versions or {}
     if agent.takes_tasks:
         env.update(_runner_env(fleet, agent, coordinators))
-        if control_root is not None:
+        if control_root is not None and (node is None or node.local):
             mounts.append(
                 Mount(str(control_root / fleet.name / name), CONTROL_DIR, kind="bind", create=True)
             )
@@ -309,6 +327,7 @@ def render_agent(
         restart_retries=_first(agent.restart_retries, d.restart_retries, DEFAULT_RESTART_RETRIES),
         grace_seconds=grace,
         repo=agent.repo or d.repo or fleet.repo,
+        node=node.name if node is not None else LOCAL_NODE,
     )
     digest = spec_hash(spec)
     return _with_hash(spec, digest)
@@ -318,6 +337,7 @@ def spec_hash(spec: ContainerSpec) -> str:
     """A stable digest of everything that shapes the container (16 hex chars)."""
     data = asdict(spec)
     data.pop("spec_hash", None)
+    data.pop("node", None)  # where it runs is not what it is (and moves are planned apart)
     data["labels"] = {k: v for k, v in spec.labels.items() if k != LABEL_SPEC_HASH}
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

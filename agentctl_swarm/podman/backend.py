@@ -10,6 +10,7 @@ ordering belong to the controller.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import tarfile
@@ -32,7 +33,8 @@ from agentctl_swarm.fleet.render import (
     LABEL_SPEC_HASH,
     ContainerSpec,
 )
-from agentctl_swarm.podman.types import ExecResult, ObservedContainer
+from agentctl_swarm.podman.engine import EngineFacts
+from agentctl_swarm.podman.types import ContainerStats, ExecResult, ObservedContainer
 
 
 class PodmanError(AgentctlError):
@@ -151,6 +153,34 @@ class PodmanBackend:
         except APIError:
             return False
 
+    def stats(self, names: list[str]) -> dict[str, ContainerStats]:
+        """One resource sample (memory, CPU) per running container of ``names``, by name.
+
+        One API call for all of them (``containers/stats?stream=false``). Podman refuses
+        the whole call when one name no longer exists (removed since it was listed); then
+        each is asked alone and the vanished ones are left out. Stopped containers are
+        left out too (Podman reports zeros for them).
+        """
+        wanted = list(dict.fromkeys(names))
+        found = self._stats(wanted) if wanted else []
+        if found is None:
+            found = [s for name in wanted for s in (self._stats([name]) or [])]
+        return {s.name: s for s in found if s.system_nanos > 0}
+
+    def _stats(self, names: list[str]) -> list[ContainerStats] | None:
+        """The samples, or None when Podman answered with an error for the batch."""
+        try:
+            response = self.client.api.get(
+                "/containers/stats", params={"containers": names, "stream": False}
+            )
+            response.raise_for_status()
+            doc = response.json()
+        except (APIError, ValueError) as exc:
+            raise PodmanError(f"reading container stats failed: {_short(exc)}") from exc
+        if not isinstance(doc, dict) or doc.get("Error") is not None:
+            return None
+        return [_container_stats(s) for s in doc.get("Stats") or [] if isinstance(s, dict)]
+
     # -- act ----------------------------------------------------------------------------
 
     def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
@@ -219,6 +249,18 @@ class PodmanBackend:
             except APIError as exc:
                 raise PodmanError(f"podman info failed: {_short(exc)}") from exc
         return self._rootless
+
+    @functools.cached_property
+    def engine(self) -> EngineFacts:
+        """What the engine can enforce (rootless? which cgroup controllers? slirp4netns?).
+
+        One `info` call, made only when asked (apply's preflight asks before it creates
+        containers) and kept for this backend's life.
+        """
+        try:
+            return EngineFacts.from_info(self.client.info())
+        except APIError as exc:
+            raise PodmanError(f"podman info failed: {_short(exc)}") from exc
 
     def create(self, spec: ContainerSpec) -> str:
         """Create (not start) the container for ``spec``, with its volumes; returns its id."""
@@ -357,6 +399,18 @@ class PodmanBackend:
         if tail is not None:
             kwargs["tail"] = tail
         yield from container.logs(**kwargs)
+
+    def events(self, fleet: str) -> Iterator[dict[str, Any]]:
+        """Podman's container events for ``fleet``, as they happen (blocks; a generator
+        the controller reads in a thread to wake up at once when an agent dies)."""
+        client = PodmanClient(base_url=self.url, timeout=None)  # no read timeout: a stream
+        try:
+            filters = {"type": "container", "label": f"{LABEL_FLEET}={fleet}"}
+            yield from client.events(filters=filters, decode=True)
+        except APIError as exc:
+            raise PodmanError(f"watching events failed: {_short(exc)}") from exc
+        finally:
+            client.close()
 
     # -- inside containers -------------------------------------------------------------
 
@@ -515,6 +569,23 @@ def _observed(attrs: dict[str, Any]) -> ObservedContainer:
         created=_parse_time(attrs.get("Created")),
         started_at=_started(started),
         exit_code=int(attrs.get("ExitCode", 0)) if exited else None,
+    )
+
+
+def _container_stats(raw: dict[str, Any]) -> ContainerStats:
+    def num(key: str) -> int:
+        value = raw.get(key)
+        return int(value) if isinstance(value, int | float) else 0
+
+    cpu = raw.get("CPU")
+    return ContainerStats(
+        name=str(raw.get("Name", "")).lstrip("/"),
+        cpu_percent=float(cpu) if isinstance(cpu, int | float) else 0.0,
+        cpu_nanos=num("CPUNano"),
+        system_nanos=num("SystemNano"),
+        mem_usage=num("MemUsage"),
+        mem_limit=num("MemLimit"),
+        pids=num("PIDs"),
     )
 
 

@@ -14,11 +14,26 @@ on a cgroup v1/v2 *hybrid* host ("cgroups in hybrid mode"), and rootful Podman a
 container for nofile/nproc = 1048576, which fails ("error setting rlimit type 7") when the
 host's hard limits are lower and the engine lacks CAP_SYS_RESOURCE (nested containers, CI
 sandboxes). Both are fixed in one drop-in file that this module owns.
+
+For rootless Podman (a non-root user) it also checks what rootless needs and what silently
+degrades without it: subordinate ids, the user's runtime directory, the storage driver
+(Debian 12's Podman picks vfs for users without a storage.conf: a full copy of the image
+per container), the cgroup controllers that memory/CPU/pids limits need (they are dropped
+without a word otherwise; see podman/engine.py), slirp4netns and /dev/net/tun for bridge
+networking. Problems fail the doctor; warnings (things only some fleets need, or an
+explicit opt-out) are printed but do not.
+
+For both it checks that `/` is a shared mount (systemd makes it one at boot; containers
+and CI sandboxes without systemd do not). Where it is private, a rootful container's
+mounts copied into the mount namespace of a `podman exec` conmon (which lingers for five
+minutes) are never unmounted there, and removing the container fails with "device or
+resource busy"; as root the doctor makes it shared, for a user it says how.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -34,6 +49,8 @@ from agentctl_swarm.core.backoff import BackoffCurve
 from agentctl_swarm.core.errors import AgentctlError
 from agentctl_swarm.core.files import atomic_write
 from agentctl_swarm.core.retry import retrying
+from agentctl_swarm.podman import engine as eng
+from agentctl_swarm.podman.engine import EngineFacts
 
 DROPIN_NAME = "50-agentctl.conf"
 # What rootful Podman requests for nofile and nproc when containers.conf sets nothing.
@@ -48,9 +65,12 @@ RLIMIT_NAMES = ("nofile", "nproc")
 # documentation suggests and no login user has.
 USERNS_SUBID_LINE = "containers:2147483647:2147483648"
 SUBID_FILES = (Path("/etc/subuid"), Path("/etc/subgid"))
+TUN_DEVICE = Path("/dev/net/tun")
+# Rootless overlay without fuse-overlayfs needs this kernel (containers/storage's own rule).
+NATIVE_OVERLAY_KERNEL = (5, 13)
 
 CgroupMode = Literal["v2", "hybrid", "v1", "unknown"]
-Severity = Literal["ok", "problem"]
+Severity = Literal["ok", "warning", "problem"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -89,6 +109,19 @@ class Observation:
     systemd: bool = False
     probe: ProbeResult | None = None
     subid_files: Mapping[str, str] = field(default_factory=dict)  # /etc/subuid -> its text
+    # what the engine itself reports (`podman info`), None when it could not be asked
+    engine: EngineFacts | None = None
+    user: str = ""
+    uid: int = 0
+    runtime_dir_ok: bool = True  # rootless: $XDG_RUNTIME_DIR or /run/user/UID is there
+    root_propagation: str = "shared"  # of `/`: shared, slave, private, unbindable
+    tun_usable: bool = True  # /dev/net/tun opens read-write (slirp4netns needs it)
+    kernel: tuple[int, int] = (0, 0)
+    fuse_overlayfs: str | None = None
+    storage_conf: Path = Path("/etc/containers/storage.conf")  # the one we would write
+    storage_conf_exists: bool = False
+    storage_override: str | None = None  # $CONTAINERS_STORAGE_CONF
+    store_empty: bool = False  # no images, containers, volumes or secrets (vfs case only)
 
 
 @dataclass(frozen=True)
@@ -149,7 +182,38 @@ class StartApiService:
         return f"setsid podman system service --time=0 {self.url}"
 
 
-Action = InstallPackages | WriteDropin | AddSubids | StartApiService
+@dataclass(frozen=True)
+class UseOverlayStorage:
+    """Move an *empty* rootless store from vfs to overlay: `podman system reset` (it
+    deletes nothing, the store is empty), then write the user's storage.conf with the
+    first candidate (native overlay, then fuse-overlayfs) that Podman can really use.
+
+    When none works (a file system overlay cannot stack on, such as a container's own
+    overlay root without /dev/fuse), the file is written saying vfs and why, so the
+    doctor reports it and does not try again on every run."""
+
+    path: Path
+    candidates: tuple[tuple[str, str], ...]  # (label, storage.conf text)
+
+    def describe(self) -> str:
+        labels = " or ".join(label for label, _ in self.candidates)
+        return (
+            f"podman system reset --force (the store is empty); overlay ({labels}) in {self.path}"
+        )
+
+
+@dataclass(frozen=True)
+class ShareRootMount:
+    """`mount --make-rshared /`: what systemd does at boot, and what hosts without it
+    (containers, CI sandboxes) lack. Lost at reboot: doctor finds it again then."""
+
+    def describe(self) -> str:
+        return "mount --make-rshared /"
+
+
+Action = (
+    InstallPackages | WriteDropin | AddSubids | UseOverlayStorage | ShareRootMount | StartApiService
+)
 
 
 @dataclass(frozen=True)
@@ -268,6 +332,69 @@ def classify_probe(output: str) -> str:
     return "other"
 
 
+def parse_root_propagation(mountinfo: str) -> str:
+    """Propagation of the mount at `/` from /proc/self/mountinfo text (the last one wins:
+    it is the one on top). shared, slave, unbindable or private."""
+    found = "private"
+    for line in mountinfo.splitlines():
+        head, _, _ = line.partition(" - ")
+        parts = head.split()
+        if len(parts) < 6 or parts[4] != "/":
+            continue
+        optional = parts[6:]
+        if any(f.startswith("shared:") for f in optional):
+            found = "shared"
+        elif any(f.startswith("master:") for f in optional):
+            found = "slave"
+        elif "unbindable" in optional:
+            found = "unbindable"
+        else:
+            found = "private"
+    return found
+
+
+def parse_kernel(release: str) -> tuple[int, int]:
+    """(major, minor) of a kernel release string such as 6.1.0-18-amd64; (0, 0) if odd."""
+    parts = release.split(".")
+    try:
+        return int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit()) or 0)
+    except (IndexError, ValueError):
+        return (0, 0)
+
+
+_STORAGE_HEAD = [
+    "# Written by `agentctl doctor --fix`: overlay instead of vfs (which copies the",
+    "# whole image for every container). Delete it and run the doctor again to redo.",
+    "[storage]",
+]
+
+
+def storage_candidates(
+    kernel: tuple[int, int], fuse_overlayfs: str | None
+) -> tuple[tuple[str, str], ...]:
+    """storage.conf texts selecting overlay, best first: native (Linux 5.13+), then
+    through fuse-overlayfs (when installed)."""
+    out = []
+    if kernel >= NATIVE_OVERLAY_KERNEL:
+        out.append(("native", "\n".join([*_STORAGE_HEAD, 'driver = "overlay"']) + "\n"))
+    if fuse_overlayfs:
+        lines = [*_STORAGE_HEAD, 'driver = "overlay"', "[storage.options.overlay]",
+                 f'mount_program = "{fuse_overlayfs}"']  # fmt: skip
+        out.append(("fuse-overlayfs", "\n".join(lines) + "\n"))
+    return tuple(out)
+
+
+def render_vfs_conf(reason: str) -> str:
+    """The storage.conf that records why this store stays on vfs."""
+    why = " ".join(reason.split())[:300]
+    return (
+        "# Written by `agentctl doctor --fix`: overlay does not work for this store, so it\n"
+        f"# stays on vfs. Podman said: {why}\n"
+        "# Delete this file and run `agentctl doctor --fix` to try again.\n"
+        '[storage]\ndriver = "vfs"\n'
+    )
+
+
 def _socket_path(url: str) -> str | None:
     return url[len("unix://") :] if url.startswith("unix://") else None
 
@@ -295,12 +422,16 @@ def _rlimit_problems(obs: Observation) -> list[str]:
     return reasons
 
 
-def diagnose(obs: Observation, *, allow_install: bool = True) -> Diagnosis:
+def diagnose(
+    obs: Observation, *, allow_install: bool = True, allow_unenforced: bool = False
+) -> Diagnosis:
     """Turn observations into findings and the actions that fix them (pure).
 
     Actions come in the order they must run: packages, then the drop-in (the API service
-    reads containers.conf only when it starts), then the service. Problems that need a
-    person (not root, apt missing, unknown failures) become findings with a hint.
+    reads containers.conf only when it starts), then the storage, then the service.
+    Problems that need a person (not root, apt missing, unknown failures) become findings
+    with a hint. ``allow_unenforced`` (AGENTCTL_ALLOW_UNENFORCED_LIMITS) turns limits the
+    engine cannot apply from a problem into a warning.
     """
     findings: list[Finding] = []
     actions: list[Action] = []
@@ -312,6 +443,9 @@ def diagnose(obs: Observation, *, allow_install: bool = True) -> Diagnosis:
 
     def ok(check: str, message: str) -> None:
         findings.append(Finding(check, "ok", message))
+
+    def warning(check: str, message: str, hint: str = "") -> None:
+        findings.append(Finding(check, "warning", message, hint))
 
     # podman itself
     if obs.podman_path is None:
@@ -399,10 +533,54 @@ def diagnose(obs: Observation, *, allow_install: bool = True) -> Diagnosis:
         else:
             ok("userns", "agents get their own user namespace ranges (--userns=auto)")
 
+    # what the engine reports: storage, limits, and what rootless Podman needs
+    facts = obs.engine
+    if facts is not None and obs.podman_path and not obs.podman_error:
+        storage = _storage_check(obs, facts)
+        if isinstance(storage, Finding):
+            findings.append(storage)
+        else:
+            warning("storage", VFS_MESSAGE, "switching this empty store to overlay")
+            actions.append(storage)
+        _limits_check(facts, allow_unenforced, ok, warning, problem)
+        if facts.rootless:
+            _rootless_checks(obs, facts, ok, warning, problem)
+        if obs.root_propagation == "shared":
+            ok("mounts", "`/` is a shared mount")
+        elif obs.is_root:
+            problem(
+                "mounts",
+                f"`/` is a {obs.root_propagation} mount, not shared: a container's mounts "
+                "copied into other mount namespaces (conmon of `podman exec`) are never "
+                "unmounted there, so removing it fails with 'device or resource busy'",
+                "making it shared, as systemd does at boot",
+            )
+            actions.append(ShareRootMount())
+        else:
+            warning(
+                "mounts",
+                f"`/` is a {obs.root_propagation} mount, not shared: Podman warns on every "
+                "command, host mounts made later do not reach rootless containers, and "
+                "removing containers can fail with 'device or resource busy'",
+                "sudo mount --make-rshared / (systemd does this at boot; on hosts without "
+                "systemd, add it to the boot scripts)",
+            )
+
     # the API socket
     path = _socket_path(obs.socket_url)
     if obs.socket_ok:
         ok("socket", f"API socket answers at {obs.socket_url}")
+    elif (
+        path is not None
+        and not obs.is_root
+        and not obs.runtime_dir_ok
+        and (path.startswith(f"/run/user/{obs.uid}/"))
+    ):
+        problem(
+            "socket",
+            f"API socket {obs.socket_url} cannot be started: /run/user/{obs.uid} is missing",
+            "create the runtime directory first (see `rundir`)",
+        )
     elif path is None:
         problem(
             "socket",
@@ -420,6 +598,123 @@ def diagnose(obs: Observation, *, allow_install: bool = True) -> Diagnosis:
     if packages:
         actions.insert(0, InstallPackages(tuple(dict.fromkeys(packages))))
     return Diagnosis(tuple(findings), tuple(actions))
+
+
+Report = Callable[..., None]
+
+
+VFS_MESSAGE = (
+    "Podman uses the vfs storage driver: every container gets a full copy of its image "
+    "(slow to start, gigabytes of disk per agent)"
+)
+
+
+def _storage_check(obs: Observation, facts: EngineFacts) -> Finding | UseOverlayStorage:
+    """vfs works but costs a full image copy per container: a warning. An empty rootless
+    store without a storage.conf is moved to overlay; otherwise the hint has the manual
+    steps (they delete the store, so the doctor never takes them itself)."""
+    driver = facts.graph_driver or "?"
+    if driver != "vfs":
+        return Finding("storage", "ok", f"storage driver {driver}")
+    candidates = storage_candidates(obs.kernel, obs.fuse_overlayfs)
+    if not facts.rootless:
+        hint = 'set driver = "overlay" in /etc/containers/storage.conf'
+        return Finding("storage", "warning", VFS_MESSAGE, hint)
+    if not candidates:
+        return Finding(
+            "storage",
+            "warning",
+            VFS_MESSAGE,
+            "install fuse-overlayfs (sudo apt-get install fuse-overlayfs; this kernel is "
+            "too old for native rootless overlay), then run `agentctl doctor --fix` again",
+        )
+    if obs.storage_override or obs.storage_conf_exists or not obs.store_empty:
+        where = obs.storage_override or str(obs.storage_conf)
+        why = (
+            f"CONTAINERS_STORAGE_CONF={obs.storage_override} is set"
+            if obs.storage_override
+            else f"{obs.storage_conf} exists (see what it says)"
+            if obs.storage_conf_exists
+            else "the store is not empty"
+        )
+        return Finding(
+            "storage",
+            "warning",
+            VFS_MESSAGE,
+            f"not changed automatically ({why}): put these lines into {where}:\n"
+            f"{candidates[0][1]}then run `podman system reset` (it DELETES this user's "
+            "containers, images and volumes), restart the API service and copy the images "
+            f"again (sudo agentctl build --for-user {obs.user or '$USER'})",
+        )
+    return UseOverlayStorage(obs.storage_conf, candidates)
+
+
+def _limits_check(
+    facts: EngineFacts, allow_unenforced: bool, ok: Report, warning: Report, problem: Report
+) -> None:
+    missing = eng.unenforced(facts, eng.LIMIT_CONTROLLERS)
+    if not missing:
+        ok(
+            "limits",
+            "memory/CPU/pids limits are enforced (cgroups "
+            f"{facts.cgroup_version or '?'}: cpu memory pids controllers)",
+        )
+        return
+    reason = eng.limits_reason(facts, missing)
+    if allow_unenforced:
+        warning(
+            "limits",
+            f"{reason}: agents run WITHOUT limits ({eng.OPT_OUT_ENV}=1 is set)",
+            eng.limits_fix(facts).rsplit(";", 1)[0],
+        )
+    else:
+        problem(
+            "limits",
+            f"{reason}: `agentctl apply` refuses fleets with limits here",
+            eng.limits_fix(facts),
+        )
+
+
+def _rootless_checks(
+    obs: Observation, facts: EngineFacts, ok: Report, warning: Report, problem: Report
+) -> None:
+    """What only rootless Podman needs from the host."""
+    who = obs.user or f"uid {obs.uid}"
+    if facts.subordinate_ids:
+        ok("userns", f"{who} has subordinate uid/gid ranges for containers")
+    else:
+        problem(
+            "userns",
+            f"{who} has no subordinate uid/gid range: images with users other than root "
+            "(the agent runs as uid 1000) cannot be unpacked or run",
+            f"sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {who} "
+            "(pick a range no one else has; scripts/setup.sh does this), then "
+            "`podman system migrate`",
+        )
+    if not obs.runtime_dir_ok:
+        problem(
+            "rundir",
+            f"no runtime directory for {who}: XDG_RUNTIME_DIR is unset and "
+            f"/run/user/{obs.uid} does not exist (systemd-logind makes it at login)",
+            f"sudo install -d -m 700 -o {who} -g {who} /run/user/{obs.uid} "
+            "(scripts/setup.sh does this)",
+        )
+    reasons = []
+    if not facts.slirp4netns:
+        reasons.append("slirp4netns is not installed (sudo apt-get install slirp4netns)")
+    if not obs.tun_usable:
+        reasons.append(
+            f"{TUN_DEVICE} cannot be opened (sudo chmod 0666 {TUN_DEVICE}: its usual mode, "
+            "which udev sets at boot)"
+        )
+    if reasons:
+        warning(
+            "network",
+            "fleets with `network: bridge` will fail: " + "; ".join(reasons),
+            "needed only for `network: bridge`; `network: host` (the default) works",
+        )
+    else:
+        ok("network", f"bridge networking can work (slirp4netns {facts.slirp4netns})")
 
 
 # ---------------------------------------------------------------------------------------
@@ -536,16 +831,19 @@ def observe(
     is_root = os.geteuid() == 0
     podman = shutil.which("podman")
     version = error = runtime = None
+    facts: EngineFacts | None = None
     if podman:
         try:
-            r = _run([podman, "info", "--format", "{{.Version.Version}} {{.Host.OCIRuntime.Name}}"])
-            if r.returncode == 0 and r.stdout.split():
-                version, *rest = r.stdout.split()
-                runtime = rest[0] if rest else None
+            r = _run([podman, "info", "--format", "json"])
+            if r.returncode == 0:
+                facts = EngineFacts.from_info(json.loads(r.stdout))
+                version, runtime = facts.version or None, facts.runtime or None
             else:
                 error = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
         except proc.CommandFailed as exc:
             error = str(exc)
+        except (ValueError, TypeError) as exc:
+            error = f"`podman info --format json` printed something unexpected ({exc})"
     try:
         mounts = Path("/proc/self/mounts").read_text()
     except OSError:
@@ -563,6 +861,13 @@ def observe(
     probe = None
     if podman and not error:
         probe = probe_container(podman, probe_images)
+    uid = os.getuid()
+    storage_conf = _user_config_dir() / "containers" / "storage.conf"
+    store_empty = False
+    if podman and facts is not None and facts.rootless and facts.graph_driver == "vfs":
+        store_empty = (
+            facts.images == 0 and facts.containers == 0 and _store_has_nothing_else(podman)
+        )
     return Observation(
         is_root=is_root,
         podman_path=podman,
@@ -583,7 +888,68 @@ def observe(
         systemd=Path("/run/systemd/system").is_dir() if systemd is None else systemd,
         probe=probe,
         subid_files=_read_subids() if is_root else {},
+        engine=facts,
+        user=_user_name(uid),
+        uid=uid,
+        runtime_dir_ok=is_root or _runtime_dir_ok(uid),
+        root_propagation=parse_root_propagation(_read("/proc/self/mountinfo")),
+        tun_usable=_opens_rw(TUN_DEVICE),
+        kernel=parse_kernel(os.uname().release),
+        fuse_overlayfs=shutil.which("fuse-overlayfs"),
+        storage_conf=storage_conf,
+        storage_conf_exists=storage_conf.exists(),
+        storage_override=os.environ.get("CONTAINERS_STORAGE_CONF") or None,
+        store_empty=store_empty,
     )
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _user_config_dir() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return ""
+
+
+def _runtime_dir_ok(uid: int) -> bool:
+    """Podman's rule: $XDG_RUNTIME_DIR, else /run/user/UID when it exists and is ours."""
+    given = os.environ.get("XDG_RUNTIME_DIR")
+    path = Path(given or f"/run/user/{uid}")
+    try:
+        info = path.stat()
+    except OSError:
+        return False
+    return bool(given) or info.st_uid == uid
+
+
+def _opens_rw(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _store_has_nothing_else(podman: str) -> bool:
+    """No volumes and no secrets either (`podman system reset` would delete them)."""
+    for argv in (["volume", "ls", "--quiet"], ["secret", "ls", "--format", "{{.ID}}"]):
+        r = _run([podman, *argv])
+        if r.returncode != 0 or r.stdout.strip():
+            return False
+    return True
 
 
 def _read_subids() -> dict[str, str]:
@@ -631,9 +997,46 @@ def apply(action: Action, *, log_dir: Path | None = None) -> str:
             sep = "" if not old or old.endswith("\n") else "\n"
             atomic_write(path, f"{old}{sep}{action.line}\n")
         return action.describe().replace("append", "appended", 1)
+    if isinstance(action, UseOverlayStorage):
+        return _use_overlay(action)
+    if isinstance(action, ShareRootMount):
+        r = _run(["mount", "--make-rshared", "/"])
+        if r.returncode != 0:
+            raise ActionFailed(
+                f"`mount --make-rshared /` failed: {r.stderr.strip()[-300:]}",
+                hint="run it by hand as root",
+            )
+        return "made `/` a shared mount (mount --make-rshared /)"
     if isinstance(action, StartApiService):
         return _start_service(action, log_dir)
     raise TypeError(action)  # pragma: no cover
+
+
+def _use_overlay(action: UseOverlayStorage) -> str:
+    podman = shutil.which("podman")
+    if podman is None:
+        raise ActionFailed("podman is not installed; cannot reset its store")
+    # Reset first, while the configuration still says vfs: Podman refuses to open a
+    # store whose recorded driver differs from the configured one.
+    r = _run([podman, "system", "reset", "--force"], timeout=300)
+    if r.returncode != 0:
+        raise ActionFailed(
+            f"`podman system reset --force` failed: {r.stderr.strip()[-500:]}",
+            hint=f"write {action.path} by hand:\n{action.candidates[0][1]}",
+        )
+    failures = []
+    for label, content in action.candidates:
+        atomic_write(action.path, content)
+        check = _run([podman, "info", "--format", "{{.Store.GraphDriverName}}"])
+        if check.returncode == 0 and check.stdout.strip() == "overlay":
+            return f"switched the empty store from vfs to overlay ({label}): wrote {action.path}"
+        failures.append(f"{label}: " + (check.stderr.strip().splitlines() or ["?"])[-1])
+    reason = "; ".join(failures)
+    atomic_write(action.path, render_vfs_conf(reason))
+    if _run([podman, "info", "--format", "{{.Store.GraphDriverName}}"]).returncode != 0:
+        action.path.unlink(missing_ok=True)
+        raise ActionFailed(f"Podman does not work with vfs either after trying overlay ({reason})")
+    return f"kept vfs: overlay does not work for this store ({reason}); recorded in {action.path}"
 
 
 def _start_service(action: StartApiService, log_dir: Path | None) -> str:
@@ -649,9 +1052,16 @@ def _start_service(action: StartApiService, log_dir: Path | None) -> str:
             raise ActionFailed("podman is not installed; cannot start its API service")
         path = _socket_path(action.url)
         assert path is not None
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
         log_dir = log_dir or Path(path).parent
-        log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ActionFailed(
+                f"cannot create {exc.filename} for the Podman API service: {exc.strerror}",
+                hint="create it (a user's /run/user/UID comes from systemd-logind or "
+                "scripts/setup.sh), or set AGENTCTL_PODMAN_URL to a socket you can create",
+            ) from exc
         log_file = log_dir / "podman-service.log"
         with open(log_file, "ab") as log:
             service = subprocess.Popen(
@@ -711,6 +1121,7 @@ def doctor(
     probe_images: Iterable[str] = (),
     log_dir: Path | None = None,
     on_change: Callable[[str], None] | None = None,
+    allow_unenforced: bool = False,
 ) -> DoctorReport:
     """Observe, diagnose and (with ``fix``) apply, re-observing until nothing is left to do.
 
@@ -719,7 +1130,10 @@ def doctor(
     """
     images = tuple(probe_images)
     first = observe(socket_url, probe_images=images)
-    report = DoctorReport(diagnose(first, allow_install=allow_install), socket_url=socket_url)
+    report = DoctorReport(
+        diagnose(first, allow_install=allow_install, allow_unenforced=allow_unenforced),
+        socket_url=socket_url,
+    )
     if not fix:
         return report
     done: set[Action] = set()
@@ -735,17 +1149,22 @@ def doctor(
                 report.failures.append(str(exc))
                 break
             report.changes.append(line)
-            if isinstance(action, WriteDropin) and first.socket_ok:
-                report.notes.append(
+            if isinstance(action, WriteDropin | UseOverlayStorage) and first.socket_ok:
+                note = (
                     "the running Podman API service still uses the old configuration: "
-                    "restart it (systemctl restart podman.service, or stop the "
-                    "`podman system service` process and run `agentctl doctor` again)"
+                    f"restart it (systemctl {'' if first.is_root else '--user '}restart "
+                    "podman.service, or stop the `podman system service` process and run "
+                    "`agentctl doctor` again)"
                 )
+                if note not in report.notes:
+                    report.notes.append(note)
             if on_change is not None:
                 on_change(line)
         if report.failures:
             break
         report.diagnosis = diagnose(
-            observe(socket_url, probe_images=images), allow_install=allow_install
+            observe(socket_url, probe_images=images),
+            allow_install=allow_install,
+            allow_unenforced=allow_unenforced,
         )
     return report

@@ -12,6 +12,10 @@ Why it is shaped this way:
   with npm on the host into a cache outside the repository (``claude_code.py``) and
   handed over through the build context: nothing is downloaded inside the build.
   ``BuildOptions(with_claude=False)`` (``agentctl build --slim``) builds without it.
+* Rootless Podman (a non-root user) has its own image store and cannot debootstrap:
+  root builds, then copies the images into the user's store (``user_store.py``,
+  `agentctl build [--base-only] --for-user NAME`); the user's own `agentctl build` then
+  stands on the copied base.
 * Builds are skipped when nothing that goes into the image changed: a content hash of the
   Containerfile, ``containers/**``, the project sources, the build arguments, the base
   image's id and the Claude Code version and binary digest is stored in the image label
@@ -45,6 +49,7 @@ from agentctl_swarm.podman.claude_code import (
     default_cache_dir,
     ensure_claude,
 )
+from agentctl_swarm.podman.user_store import agentctl_command
 
 BUILD_HASH_LABEL = "io.agentctl.build-hash"
 BASE_LABEL = "io.agentctl.base-image"
@@ -264,9 +269,14 @@ def _lock(lock_dir: Path | None, emit: Emit = _noop) -> Iterator[None]:
 def build_local_base(image: str, *, mirror: str = DEFAULT_MIRROR, emit: Emit = _noop) -> None:
     """debootstrap a minimal Debian with python3/venv/git/tini and import it as ``image``."""
     if os.geteuid() != 0:
+        # Rootless Podman has its own image store: root builds the base and copies it in.
+        user = _user_name()
         raise BuildError(
-            f"building the base image {image} needs root (debootstrap); run as root, "
-            f"or pass --base-image {UPSTREAM_BASE} where registries can be pulled from"
+            f"building the base image {image} needs root (debootstrap), and it is not in "
+            f"your image store. Have root build it and copy it to you: sudo "
+            f"{agentctl_command()} build --base-only --for-user {user} (scripts/setup.sh "
+            f"does this), then run `agentctl build` again; or pass --base-image "
+            f"{UPSTREAM_BASE} where registries can be pulled from"
         )
     debootstrap = shutil.which("debootstrap") or (
         "/usr/sbin/debootstrap" if os.access("/usr/sbin/debootstrap", os.X_OK) else None
@@ -326,6 +336,15 @@ def build_local_base(image: str, *, mirror: str = DEFAULT_MIRROR, emit: Emit = _
         tar_code = tar.wait()
         if imp.returncode != 0 or tar_code != 0:
             raise BuildError(f"podman import of the base failed: {imp.stderr.strip()[-500:]}")
+
+
+def _user_name() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
 
 
 def ensure_base_image(opts: BuildOptions, emit: Emit = _noop) -> bool:
@@ -487,6 +506,12 @@ def stage_claude(claude: ClaudeBinary | None, ctx: Path, emit: Emit = _noop) -> 
             f"damaged: remove {claude.path.parents[3]} and build again"
         )
     target.chmod(0o755)
+
+
+def build_base_image(opts: BuildOptions, emit: Emit = _noop) -> bool:
+    """Only the base (`agentctl build --base-only`): made when missing; True if built."""
+    with _lock(opts.lock_dir, emit):
+        return ensure_base_image(opts, emit)
 
 
 def build_agent_image(opts: BuildOptions, emit: Emit = _noop) -> BuildResult:

@@ -4,6 +4,7 @@
 # (Lima runs it at every boot); a run that finds everything in place changes nothing.
 #
 #   node.sh server|client --user NAME [--source DIR] [--server-url URL] [--images yes|no]
+#           [--allow-unenforced-limits yes|no]
 #
 # both:   apt packages (Python, git, dbus-user-session), linger and a running systemd
 #         user manager for NAME, agentctl installed from a snapshot of the read-only
@@ -14,12 +15,18 @@
 # client: rootless Podman for NAME (crun and runc, uidmap, slirp4netns/passt), cgroup
 #         controllers delegated to user managers, NAME's Podman API socket,
 #         `agentctl doctor --fix` as NAME (picks runc where crun cannot run, fixes
-#         rlimits), the agent image in NAME's image store (--images yes, the default),
+#         rlimits, overlay storage, checks that limits can be enforced), the agent image
+#         in NAME's image store (--images yes, the default: `agentctl build --for-user`),
 #         and the user unit agentctl-up.service (`agentctl up -f
 #         ~/.config/agentctl/fleet.yaml`, started once that file exists).
 #
 # --server-url   the AgentChat server of a client (default: the one in /etc/agentctl/node.env,
 #                else ws://host.lima.internal:6667, the server node's port on the host).
+# --allow-unenforced-limits  yes: let fleets run although rootless Podman cannot apply
+#                their memory/CPU/pids limits here (cgroup v1, controllers not delegated);
+#                written to /etc/agentctl/node.env for agentctl-up. Default: what the node
+#                has, else no (then provisioning stops on such a node, as `apply` would).
+#                Also AGENTCTL_ALLOW_UNENFORCED_LIMITS=1 in the environment.
 # --source DIR   the agentctl-swarm clone, mounted read-only (default /mnt/agentctl-swarm);
 #                waited for up to AGENTCTL_NODE_SOURCE_WAIT seconds (default 300), since
 #                Lima may mount it while provisioning already runs.
@@ -37,13 +44,14 @@ LOG_NAME=provision
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 . "$HERE/lib/common.sh"
 
-usage() { sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 
 ROLE=""
 NODE_USER=""
 SOURCE=/mnt/agentctl-swarm
 SERVER_URL=""
 IMAGES=yes
+UNENFORCED="${AGENTCTL_ALLOW_UNENFORCED_LIMITS:-}"
 while [ "$#" -gt 0 ]; do
     case "$1" in
         server | client) ROLE="$1" ;;
@@ -51,6 +59,7 @@ while [ "$#" -gt 0 ]; do
         --source) SOURCE="${2:-}"; shift ;;
         --server-url) SERVER_URL="${2:-}"; shift ;;
         --images) IMAGES="${2:-}"; shift ;;
+        --allow-unenforced-limits) UNENFORCED="${2:-}"; shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "node.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -62,6 +71,15 @@ case "$IMAGES" in
     yes | true | 1) IMAGES=yes ;;
     no | false | 0) IMAGES=no ;;
     *) echo "node.sh: --images takes yes or no, not '$IMAGES'" >&2; exit 2 ;;
+esac
+# Without the flag (or its variable), keep what this node has.
+if [ -z "$UNENFORCED" ] && [ -r /etc/agentctl/node.env ]; then
+    UNENFORCED="$(sed -n 's/^AGENTCTL_ALLOW_UNENFORCED_LIMITS=//p' /etc/agentctl/node.env | tail -n 1)"
+fi
+case "${UNENFORCED:-no}" in
+    yes | true | 1) UNENFORCED=1 ;;
+    no | false | 0) UNENFORCED=0 ;;
+    *) echo "node.sh: --allow-unenforced-limits takes yes or no, not '$UNENFORCED'" >&2; exit 2 ;;
 esac
 PORT="${AGENTCTL_NODE_PORT:-6667}"
 case "$PORT" in '' | *[!0-9]*) die "AGENTCTL_NODE_PORT='$PORT' is not a port number" ;; esac
@@ -94,8 +112,6 @@ SRC_COPY="$PREFIX/src"
 STAMP="$VENV/.agentctl-node-install"
 NODE_ENV=/etc/agentctl/node.env
 UNIT_DIR=/etc/systemd/user
-DELEGATE_DROPIN=/etc/systemd/system/user@.service.d/50-agentctl-delegate.conf
-IMAGE=localhost/agentctl-agent:latest
 
 CHANGES=0
 changed() { CHANGES=$((CHANGES + 1)); say "$1: $2"; }
@@ -109,36 +125,8 @@ as_user() {
 }
 user_systemctl() { as_user systemctl --user "$@"; }
 
-# install_file SRC DEST MODE: copy when the content or mode differs; CHANGED=1 if it did.
-CHANGED=0
-install_file() {
-    local src="$1" dest="$2" mode="$3"
-    CHANGED=0
-    if [ -f "$dest" ] && cmp -s "$src" "$dest" && [ "$(stat -c %a "$dest")" = "$mode" ]; then
-        return 0
-    fi
-    install -D -m "$mode" "$src" "$dest"
-    CHANGED=1
-}
-
-# write_file DEST MODE CONTENT: install_file for generated content.
-write_file() {
-    local tmp
-    tmp="$(mktemp)"
-    printf '%s' "$3" >"$tmp"
-    install_file "$tmp" "$1" "$2"
-    rm -f "$tmp"
-}
-
-cgroup_mode() {
-    if [ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ]; then
-        echo v2
-    elif grep -qs ' /sys/fs/cgroup/unified cgroup2 ' /proc/self/mounts; then
-        echo hybrid
-    else
-        echo v1
-    fi
-}
+# install_file, write_file, cgroup_mode, snapshot_files, subids_ensure, delegate_ensure:
+# lib/common.sh (scripts/setup.sh does the same for a non-root user on a host).
 
 # --- 1. the source clone --------------------------------------------------------------
 wait_for_source() {
@@ -174,30 +162,18 @@ packages() {
 
 # --- 3. the user: subordinate ids, cgroup delegation, a running user manager ----------
 subids() {
-    local file start
-    for file in /etc/subuid /etc/subgid; do
-        touch "$file"
-        if grep -q "^$NODE_USER:" "$file" || grep -q "^$USER_UID:" "$file"; then
-            continue
-        fi
-        # The first free range at or above 100000, after every range already handed out.
-        start="$(awk -F: 'BEGIN { m = 100000 } { e = $2 + $3; if (e > m) m = e } END { print m }' "$file")"
-        printf '%s:%s:65536\n' "$NODE_USER" "$start" >>"$file"
-        changed "$file" "gave $NODE_USER the ids $start-$((start + 65535)) for rootless Podman"
-    done
+    subids_ensure "$NODE_USER"
+    if [ -n "$SUBIDS_ADDED" ]; then
+        changed subids "gave $NODE_USER the ids$SUBIDS_ADDED for rootless Podman"
+    fi
 }
 
 delegate() {
     # Rootless Podman puts memory/cpu/pids limits on containers only where the user's
     # systemd manager was delegated those controllers (cgroup v2); without them the limits
-    # are silently dropped.
-    write_file "$DELEGATE_DROPIN" 644 "# Written by agentctl-swarm's lima/provision/node.sh: delegate the cgroup v2
-# controllers rootless Podman needs for memory/cpu/pids limits on containers.
-[Service]
-Delegate=cpu cpuset io memory pids
-"
+    # are silently dropped (and `agentctl apply` refuses fleets with limits).
+    delegate_ensure
     if [ "$CHANGED" -eq 1 ]; then
-        systemctl daemon-reload
         changed "$DELEGATE_DROPIN" "delegates cpu cpuset io memory pids to user managers"
         DELEGATION_CHANGED=1
     else
@@ -230,20 +206,28 @@ user_manager() {
 }
 
 check_controllers() {
-    local mode file want absent=""
+    # Without the controllers `agentctl apply` refuses fleets with limits; with the
+    # opt-out they run unlimited. Either way say it here, loudly.
+    local mode file want accepted absent=""
+    local -a report=(die)
+    accepted=" Or accept running agents without limits: --allow-unenforced-limits yes."
+    if [ "$UNENFORCED" -eq 1 ]; then
+        report=(warn)
+        accepted=" Agents on this node run WITHOUT limits (--allow-unenforced-limits yes)."
+    fi
     mode="$(cgroup_mode)"
     if [ "$mode" != v2 ]; then
         if systemd-detect-virt --container -q; then
-            warn "cgroups $mode in this container: rootless Podman cannot apply memory/cpu/pids" \
-                "limits here (a Lima VM boots with cgroup v2)"
+            "${report[@]}" "cgroups $mode in this container: rootless Podman cannot apply" \
+                "memory/cpu/pids limits here (a Lima VM boots with cgroup v2).$accepted"
         else
-            warn "cgroups $mode: rootless Podman cannot apply memory/cpu/pids limits. Boot" \
-                "with cgroup v2 (kernel argument systemd.unified_cgroup_hierarchy=1) and run" \
-                "this again"
+            "${report[@]}" "cgroups $mode: rootless Podman cannot apply memory/cpu/pids limits." \
+                "Boot with cgroup v2 (kernel argument systemd.unified_cgroup_hierarchy=1) and" \
+                "run this again.$accepted"
         fi
         return 0
     fi
-    file="/sys/fs/cgroup/user.slice/user-$USER_UID.slice/user@$USER_UID.service/cgroup.controllers"
+    file="$(user_controllers_file "$USER_UID")"
     if [ "${DELEGATION_CHANGED:-0}" -eq 1 ] && [ -r "$file" ]; then
         for want in cpu memory pids; do
             grep -qw "$want" "$file" || absent="$absent $want"
@@ -259,19 +243,15 @@ check_controllers() {
     for want in cpu memory pids; do
         grep -qsw "$want" "$file" || absent="$absent $want"
     done
-    [ -z "$absent" ] || die "cgroup controllers not delegated to $NODE_USER:$absent (see $file)"
+    if [ -n "$absent" ]; then
+        "${report[@]}" "cgroup controllers not delegated to $NODE_USER:$absent (see $file).$accepted"
+        return 0
+    fi
     say "cgroups: v2, $NODE_USER's manager has $(tr '\n' ' ' <"$file")"
 }
 
 # --- 4. agentctl ----------------------------------------------------------------------
-# What goes into the install: the clone's files without VCS data, virtualenvs and build
-# output (those belong to the host and may not even work here).
-snapshot_files() {
-    (cd "$SOURCE" && find . \( -path ./.git -o -path ./.venv -o -path ./build -o -path ./dist \
-        -o -path ./.cache -o -path ./examples/demo/project -o -path ./bench/results \
-        -o -name '*.egg-info' -o -name __pycache__ -o -name .pytest_cache -o -name .ruff_cache \) \
-        -prune -o -type f -print | LC_ALL=C sort)
-}
+# What goes into the install: snapshot_files (lib/common.sh) of the clone.
 
 installed_version() {
     "$VENV/bin/python" -c 'import importlib.metadata as m; print("agentctl-swarm", m.version("agentctl-swarm"))' \
@@ -284,7 +264,7 @@ install_agentctl() {
     if [ "$VENV_CREATED" -eq 1 ]; then
         changed "$VENV" "created"
     fi
-    want="$(cd "$SOURCE" && { snapshot_files | tr '\n' '\0' | xargs -0 sha256sum; \
+    want="$(cd "$SOURCE" && { snapshot_files "$SOURCE" | tr '\n' '\0' | xargs -0 sha256sum; \
         "$VENV/bin/python" -V 2>&1; } | sha256sum | cut -d' ' -f1)"
     have="$(cat "$STAMP" 2>/dev/null || true)"
     if [ "$want" = "$have" ] && [ -d "$SRC_COPY" ]; then
@@ -292,7 +272,7 @@ install_agentctl() {
     else
         say "installing agentctl from $SOURCE into $VENV"
         tmp="$(mktemp -d "$PREFIX/.src.XXXXXX")"
-        (cd "$SOURCE" && snapshot_files | tar -cf - --no-recursion -T -) \
+        (cd "$SOURCE" && snapshot_files "$SOURCE" | tar -cf - --no-recursion -T -) \
             | tar -C "$tmp" --no-same-owner -xf -
         chmod 755 "$tmp"
         rm -rf "$SRC_COPY.old"
@@ -325,6 +305,11 @@ AGENTCTL_NODE_ROLE=$ROLE
     else
         body+="AGENTCTL_SERVER_URL=$SERVER_URL
 "
+        if [ "$UNENFORCED" -eq 1 ]; then
+            body+="# chosen with --allow-unenforced-limits: agents may run without limits here
+AGENTCTL_ALLOW_UNENFORCED_LIMITS=1
+"
+        fi
     fi
     write_file "$NODE_ENV" 644 "$body"
     if [ "$CHANGED" -eq 1 ]; then
@@ -369,9 +354,11 @@ podman_user() {
     # The runtime and rlimit checks and fixes the host set-up uses (scripts/setup.sh).
     say "agentctl doctor --fix (as $NODE_USER)"
     local report
-    if ! report="$(as_user /usr/local/bin/agentctl doctor --fix </dev/null 2>&1)"; then
+    if ! report="$(as_user env "AGENTCTL_ALLOW_UNENFORCED_LIMITS=$UNENFORCED" \
+        /usr/local/bin/agentctl doctor --fix </dev/null 2>&1)"; then
         printf '%s\n' "$report" | sed "s/^/$LOG_NAME:   /"
-        die "\`agentctl doctor --fix\` found problems it could not fix for $NODE_USER (above)"
+        die "\`agentctl doctor --fix\` found problems it could not fix for $NODE_USER (above;" \
+            "where limits cannot be enforced and you accept that: --allow-unenforced-limits yes)"
     fi
     printf '%s\n' "$report" | sed "s/^/$LOG_NAME:   /"
     if ! grep -q '^changed: nothing' <<<"$report"; then
@@ -381,31 +368,26 @@ podman_user() {
     fi
 }
 
-image_id() { # image_id [as_user] IMAGE: the image's id, or nothing
-    "$@" 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["Id"])' 2>/dev/null || true
-}
-
 images() {
     if [ "$IMAGES" = no ]; then
         say "images: skipped (--images no); build them later with: sudo $0 client --user $NODE_USER --images yes"
         return 0
     fi
     # agentctl build makes the offline base with debootstrap, which needs root, so the
-    # image is built in root's store and copied into the user's when it differs.
-    local root_id user_id
-    say "agentctl doctor --fix and agentctl build (as root, in $SRC_COPY)"
-    if ! (cd "$SRC_COPY" && /usr/local/bin/agentctl doctor --fix </dev/null \
-        && /usr/local/bin/agentctl build </dev/null) 2>&1 | sed "s/^/$LOG_NAME:   /"; then
-        die "building the agent image failed (above)"
+    # images are built in root's store and copied into the user's where they differ
+    # (`--for-user`: the same step scripts/setup.sh uses for a non-root user).
+    local report
+    say "agentctl doctor --fix and agentctl build --for-user $NODE_USER (as root, in $SRC_COPY)"
+    if ! report="$(cd "$SRC_COPY" && { /usr/local/bin/agentctl doctor --fix </dev/null \
+        && /usr/local/bin/agentctl build --for-user "$NODE_USER" </dev/null; } 2>&1)"; then
+        printf '%s\n' "$report" | sed "s/^/$LOG_NAME:   /"
+        die "building the images or copying them to $NODE_USER failed (above)"
     fi
-    root_id="$(image_id podman image inspect "$IMAGE")"
-    [ -n "$root_id" ] || die "agentctl build made no $IMAGE"
-    user_id="$(image_id as_user podman image inspect "$IMAGE")"
-    if [ "$root_id" = "$user_id" ]; then
-        unchanged "$IMAGE" "in $NODE_USER's image store"
+    printf '%s\n' "$report" | sed "s/^/$LOG_NAME:   /"
+    if grep -q "^copied .* into $NODE_USER's image store" <<<"$report"; then
+        changed images "copied into $NODE_USER's image store"
     else
-        podman save "$IMAGE" | as_user podman load
-        changed "$IMAGE" "copied into $NODE_USER's image store"
+        unchanged images "in $NODE_USER's image store"
     fi
 }
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,108 @@ def test_written_file_is_readable_by_plain_json_tools(tmp_path: Path) -> None:
     data = json.loads(text)
     assert data["status"] == "fatal"
     assert data["updated_at"].endswith("Z")
+
+
+STATE_KEYS = [
+    "schema_version", "agent_name", "mission", "command", "status", "restarts",
+    "backoff_seconds", "next_start_at", "last_exit", "last_error", "started_at",
+    "supervisor_started_at", "updated_at", "pid", "supervisor_pid", "recent_crash_times",
+    "recent_exits",
+]  # fmt: skip
+EXIT_KEYS = [
+    "code", "signal", "signal_name", "classification", "uptime_seconds", "at", "action",
+    "delay_seconds",
+]  # fmt: skip
+
+
+def _load(tmp_path: Path, doc: object) -> SupervisorState | None:
+    (tmp_path / "state.json").write_text(json.dumps(doc))
+    return SupervisorStateStore(tmp_path).load()
+
+
+def test_written_document_keeps_its_shape(tmp_path: Path) -> None:
+    # `agentctl get` and the health monitor read this file as plain JSON.
+    rec = ExitRecord.from_exit(classify_exit(3, ()), 10)
+    rec.action, rec.delay_seconds = "restart", 2
+    state = SupervisorState(
+        status=Status.BACKOFF,
+        restarts=2,
+        backoff_seconds=4,
+        next_start_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2))),
+        started_at=datetime(2026, 1, 2, 3, 4, 5, 120000, tzinfo=UTC),
+        recent_crash_times=[1, 2.5, math.inf],
+    ).add_exit(rec)
+    SupervisorStateStore(tmp_path).save(state)
+    text = (tmp_path / "state.json").read_text()
+    data = json.loads(text)
+    assert list(data) == STATE_KEYS
+    assert list(data["last_exit"]) == EXIT_KEYS
+    assert data["recent_exits"] == [data["last_exit"]]
+    assert text.startswith('{\n  "schema_version": 1,\n  "agent_name": null,\n')
+    assert '"backoff_seconds": 4.0,' in text  # float fields stay floats
+    assert '"uptime_seconds": 10.0,' in text
+    assert '"delay_seconds": 2.0' in text
+    assert data["status"] == "backoff"
+    assert data["last_exit"]["classification"] == "crash"
+    assert data["next_start_at"] == "2026-01-02T03:04:05+02:00"
+    assert data["started_at"] == "2026-01-02T03:04:05.120000Z"
+    assert data["recent_crash_times"] == [1.0, 2.5, None]  # JSON has no Infinity
+
+
+def test_first_of_the_alias_names_wins(tmp_path: Path) -> None:
+    state = _load(tmp_path, {"restart_count": 9, "restarts": 1, "backoff": 7, "backoff_seconds": 5})
+    assert state is not None
+    assert (state.restarts, state.backoff_seconds) == (1, 5.0)
+
+
+def test_lenient_values_load_as_before(tmp_path: Path) -> None:
+    doc = {
+        "restarts": "3",
+        "schema_version": 1.0,
+        "pid": " 42 ",
+        "backoff_seconds": "2.5",
+        "recent_crash_times": [1, "2.5", True],
+        "next_start_at": 1700000000,
+        "started_at": "2026-01-01T00:00:00+0200",
+        "updated_at": "2026-01-01 10:00",
+        "last_exit": {"classification": "lost", "code": "7", "at": "1700000000000", "x": 1},
+    }
+    state = _load(tmp_path, doc)
+    assert state is not None
+    assert (state.restarts, state.schema_version, state.pid) == (3, 1, 42)
+    assert state.backoff_seconds == 2.5
+    assert state.recent_crash_times == [1.0, 2.5, 1.0]
+    assert state.next_start_at == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    assert state.started_at == datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=2)))
+    assert state.updated_at == datetime(2026, 1, 1, 10, 0)  # no zone given: naive, as before
+    assert state.last_exit is not None
+    assert (state.last_exit.classification, state.last_exit.code) == (ExitKind.LOST, 7)
+    assert state.last_exit.at == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [
+        ({"restart_count": -1}, "restart_count: Input should be greater than or equal to 0"),
+        ({"backoff": 0}, "backoff: Input should be greater than 0"),
+        ({"restarts": 3.5}, "restarts: Input should be a valid integer, got a number with a"),
+        ({"command": ["a", None]}, "command.1: Input should be a valid string"),
+        ({"last_exit": {}}, "last_exit.classification: Field required"),
+        (
+            {"recent_exits": [{"classification": "clean"}, {"classification": "crashed"}]},
+            "recent_exits.1.classification: Input should be 'clean', 'crash', 'fatal', "
+            "'signaled' or 'lost'",
+        ),
+        ({"updated_at": None}, "updated_at: Input should be a valid datetime"),
+        ({"next_start_at": "2026-13-01T00:00:00Z"}, "next_start_at: Input should be a valid"),
+        ({"mission": "\ud800"}, "document: Invalid JSON"),  # could never be written back
+        ([], "document: Input should be an object"),
+    ],
+)
+def test_corrupt_reasons_say_where(
+    tmp_path: Path, doc: object, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="agentctl.supervisor"):
+        assert _load(tmp_path, doc) is None
+    assert f"({reason}" in caplog.text
+    assert (tmp_path / "state.json.corrupt").exists()

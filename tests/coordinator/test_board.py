@@ -240,8 +240,11 @@ def test_requeue_when_assignee_stops_heartbeating() -> None:
         assert h.tick(30) == []
         h.say("HEARTBEAT agent=b1 role=builder state=active id=t-1", "b1")
     assert h.task("t-1").state == "running"
-    assert h.tick(89) == []
-    out = h.tick(2)
+    # three missed heartbeats do not take a running task away (its session may be fine)
+    assert h.tick(91) == []
+    assert h.task("t-1").state == "running"
+    assert h.tick(508) == []
+    out = h.tick(2)  # 600 s of silence: the agent is gone
     assert out == [
         'CANCEL id=t-1 agent=b1 reason="no heartbeat"',
         "TASK id=t-1 role=any priority=0 timeout=1800 retries=2 -- one",
@@ -249,6 +252,15 @@ def test_requeue_when_assignee_stops_heartbeating() -> None:
     t = h.task("t-1")
     assert (t.state, t.attempts, t.history[-1].outcome) == ("queued", 1, "lost")
     assert h.board.agents["b1"].task is None
+
+
+def test_requeue_when_an_assignee_never_starts_and_goes_silent() -> None:
+    h = Harness(heartbeat_interval=30, heartbeat_misses=3)
+    h.say("TASK id=t-1 -- one", "p")
+    claim(h, "t-1", "b1")
+    assert h.tick(89) == []
+    assert h.tick(2)[0] == 'CANCEL id=t-1 agent=b1 reason="no heartbeat"'
+    assert h.task("t-1").state == "queued"
 
 
 def test_no_deaths_while_the_coordinator_itself_is_cut_off() -> None:
@@ -475,6 +487,24 @@ def test_idle_agent_hears_about_queued_work_it_missed() -> None:
     assert h.say("HEARTBEAT agent=r1 role=reviewer state=idle", "r1") == []
 
 
+def test_a_restarted_idle_agent_hears_about_queued_work_at_once() -> None:
+    # The re-announce backoff has grown long; the agent restarts (a new connection under
+    # its name, or back after silence) and was idle before: it must not wait minutes.
+    h = Harness(reannounce_interval=30, heartbeat_interval=10, heartbeat_misses=3)
+    h.say("HEARTBEAT agent=b1 role=builder state=idle", "b1", sender="@b1-a")
+    h.say("TASK id=t-1 role=builder -- one", "p")
+    for _ in range(4):
+        h.tick(600)  # announced each time; backoff now at its cap
+    h.now += 10
+    assert h.say("HEARTBEAT agent=b1 role=builder state=idle", "b1", sender="@b1-b") == [
+        "TASK id=t-1 role=builder priority=0 timeout=1800 retries=2 -- one"
+    ]
+    h.now += 6
+    assert h.say("HEARTBEAT agent=b1 role=builder state=idle", "b1", sender="@b1-b") == []
+    h.now += 40  # silent past the death window, then back on the same connection
+    assert len(h.say("HEARTBEAT agent=b1 role=builder state=idle", "b1", sender="@b1-b")) == 1
+
+
 def test_unclaimed_queued_task_is_reannounced_with_backoff() -> None:
     h = Harness(reannounce_interval=30)
     h.say("TASK id=t-1 -- one", "p")
@@ -538,3 +568,28 @@ def test_snapshot_is_json() -> None:
     assert doc["tasks"][0]["assignee"] == "b1"
     assert doc["agents"][0]["alive"] is True
     assert doc["gate"] is None and doc["active"] == 1
+
+
+def test_a_hold_stops_assigning_until_released() -> None:
+    from agentctl_swarm.coordinator.board import Board
+
+    board = Board()
+    board.hold("up is stopping", 100.0)
+    assert board.gate() == "assigning held: up is stopping"
+    board.hold(None, 101.0)
+    assert board.gate() is None
+
+
+def test_a_role_budget_stops_that_role_only_and_warns_at_80_percent() -> None:
+    from agentctl_swarm.coordinator.board import Attempt, Board, BoardConfig, TaskRecord
+
+    board = Board(BoardConfig(role_budgets=(("builder", 1000, 0.0),)))
+    assert board.role_gate("builder") is None
+    task = TaskRecord(id="t-1", role="builder", prompt="p", created_at=0.0)
+    task.history.append(Attempt(n=1, agent="a", assigned_at=0.0, tokens_in=850))
+    board.tasks["t-1"] = task  # usage as a finished attempt leaves it
+    board._check_budgets()
+    assert "role builder tokens" in board._budget_warned
+    task.history[0].tokens_in = 1000
+    assert board.role_gate("builder") == "role builder's token budget of 1000 used up"
+    assert board.role_gate("reviewer") is None

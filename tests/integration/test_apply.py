@@ -107,7 +107,7 @@ def test_apply_reapply_change_scale_delete(
 
 def test_containers_are_hardened(tmp_path, fleet_name, agent_image, podman_backend) -> None:
     fleet = write_fleet(tmp_path / "fleet.yaml", fleet_name, builders=1)
-    run_agentctl("apply", "-f", str(fleet), check=True)
+    applied = run_agentctl("apply", "-f", str(fleet), check=True)
     attrs = podman_backend.inspect(f"{fleet_name}-swarm-builder-000")
     host = attrs["HostConfig"]
     assert attrs["Config"]["User"] == "1000:1000"
@@ -125,11 +125,19 @@ def test_containers_are_hardened(tmp_path, fleet_name, agent_image, podman_backe
         f"{fleet_name}-swarm-builder-000", ["grep", "NoNewPrivs", "/proc/1/status"]
     )
     assert nnp.stdout.decode().split() == ["NoNewPrivs:", "1"]
-    assert (
-        host["Memory"] == 128 * 1024**2
-        and host["PidsLimit"] == 64
-        and host["CpuQuota"] / host["CpuPeriod"] == 0.5
-    )
+    if {"memory", "cpu", "pids"} <= podman_backend.engine.cgroup_controllers:
+        assert (
+            host["Memory"] == 128 * 1024**2
+            and host["PidsLimit"] == 64
+            and host["CpuQuota"] / host["CpuPeriod"] == 0.5
+        )
+    else:
+        # Rootless Podman without delegated cgroup v2 controllers (the CI's rootless run on
+        # cgroup v1) cannot apply limits: apply refuses such fleets unless
+        # AGENTCTL_ALLOW_UNENFORCED_LIMITS=1, which that run sets. Checked: it said so, and
+        # the limits are really absent. NOT checked here: any limit (tests/rootless).
+        assert "WITHOUT their cpus/memory/pids limits" in applied.stderr
+        assert host["Memory"] == 0 and not host["PidsLimit"] and not host["CpuQuota"]
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
     assert mounts["/workspace"]["Name"] == f"{fleet_name}-swarm-builder-000-workspace"
     assert mounts["/state"]["Name"] == f"{fleet_name}-swarm-builder-000-state"

@@ -216,9 +216,13 @@ class Node:
         podman("exec", "-i", self.name, "bash", "-c",
                "cat > /root/lima-system-script && chmod 700 /root/lima-system-script",
                input=render(script, params))
+        # This host's cgroups are v1, so rootless Podman in the node cannot apply limits;
+        # the client provisioning stops there unless told to accept that (a Lima VM boots
+        # with cgroup v2 and needs no such setting). The opt-out lands in node.env.
         r = podman(
             "exec", "-e", "PIP_NO_INDEX=1", "-e", f"PIP_FIND_LINKS={WHEELS_MOUNT}",
             "-e", f"AGENTCTL_NODE_PORT={self.port}", "-e", "AGENTCTL_NODE_SOURCE_WAIT=10",
+            "-e", "AGENTCTL_ALLOW_UNENFORCED_LIMITS=1",
             self.name, "/root/lima-system-script", check=False, timeout=900,
         )
         self.runs.append(r)

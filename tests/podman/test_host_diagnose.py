@@ -9,18 +9,24 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from agentctl_swarm.podman.engine import EngineFacts
 from agentctl_swarm.podman.host import (
     AddSubids,
     InstallPackages,
     Observation,
     ProbeResult,
+    ShareRootMount,
     StartApiService,
+    UseOverlayStorage,
     WriteDropin,
     classify_probe,
     diagnose,
     parse_cgroup_mode,
+    parse_kernel,
+    parse_root_propagation,
     read_conf_values,
     render_dropin,
+    storage_candidates,
 )
 
 DROPIN = Path("/etc/containers/containers.conf.d/50-agentctl.conf")
@@ -267,3 +273,158 @@ def test_missing_subordinate_ids_for_user_namespaces_are_added():
     present = {p: "containers:2147483647:2147483648\n" for p in ("/etc/subuid", "/etc/subgid")}
     assert "userns" in checks(diagnose(replace(HEALTHY, subid_files=present)), "ok")
     assert "userns" not in checks(diagnose(replace(lacking, is_root=False)))
+
+
+# -- rootless Podman (a non-root user) ----------------------------------------------------
+# The engine facts come from `podman info` (see tests/podman/test_engine.py for the parse).
+
+ROOTLESS_FACTS = EngineFacts(
+    rootless=True,
+    cgroup_version="v2",
+    cgroup_controllers=frozenset({"cpu", "cpuset", "io", "memory", "pids"}),
+    graph_driver="overlay",
+    slirp4netns="/usr/bin/slirp4netns",
+    subordinate_ids=True,
+)
+ROOTLESS = replace(
+    HEALTHY,
+    is_root=False,
+    cgroup_mode="v2",
+    runtime="crun",
+    runtimes_installed=("crun",),
+    dropin_path=Path("/home/u/.config/containers/containers.conf.d/50-agentctl.conf"),
+    dropin_content=None,
+    configured_ulimits={},
+    socket_url="unix:///run/user/1000/podman/podman.sock",
+    engine=ROOTLESS_FACTS,
+    user="u",
+    uid=1000,
+    kernel=(6, 1),
+    storage_conf=Path("/home/u/.config/containers/storage.conf"),
+)
+
+
+def finding(diag, check):
+    return next(f for f in diag.findings if f.check == check)
+
+
+def test_healthy_rootless_host_changes_nothing():
+    diag = diagnose(ROOTLESS)
+    assert diag.actions == () and diag.healthy
+    assert checks(diag, "ok") >= {"storage", "limits", "userns", "network", "mounts", "socket"}
+    assert checks(diag, "warning") == set()
+
+
+def test_limits_rootless_on_cgroup_v1_are_a_problem_unless_opted_out():
+    v1 = replace(ROOTLESS, engine=replace(ROOTLESS_FACTS, cgroup_version="v1",
+                                          cgroup_controllers=frozenset()))  # fmt: skip
+    diag = diagnose(v1)
+    limits = finding(diag, "limits")
+    assert limits.severity == "problem" and not diag.healthy
+    assert "rootless Podman on cgroup v1 cannot apply memory/CPU/pids limits" in limits.message
+    assert "systemd.unified_cgroup_hierarchy=1" in limits.hint
+    assert "AGENTCTL_ALLOW_UNENFORCED_LIMITS=1" in limits.hint
+    opted = diagnose(v1, allow_unenforced=True)
+    assert finding(opted, "limits").severity == "warning" and opted.healthy
+    assert "WITHOUT limits" in finding(opted, "limits").message
+    assert "AGENTCTL_ALLOW_UNENFORCED_LIMITS" not in finding(opted, "limits").hint
+
+
+def test_limits_cgroup_v2_without_delegation_names_the_missing_controllers():
+    partial = replace(ROOTLESS, engine=replace(ROOTLESS_FACTS,
+                      cgroup_controllers=frozenset({"memory", "pids"})))  # fmt: skip
+    limits = finding(diagnose(partial), "limits")
+    assert limits.severity == "problem"
+    assert "controllers cpu are not delegated" in limits.message
+    assert "Delegate=cpu cpuset io memory pids" in limits.hint
+
+
+def test_rootless_without_subordinate_ids_or_runtime_dir_names_the_root_fixes():
+    bare = replace(ROOTLESS, engine=replace(ROOTLESS_FACTS, subordinate_ids=False),
+                   runtime_dir_ok=False, socket_ok=False)  # fmt: skip
+    diag = diagnose(bare)
+    assert finding(diag, "userns").severity == "problem"
+    assert "usermod --add-subuids" in finding(diag, "userns").hint
+    rundir = finding(diag, "rundir")
+    assert rundir.severity == "problem" and "/run/user/1000" in rundir.hint
+    # the socket lives in the missing directory: no service is started there
+    assert "cannot be started: /run/user/1000 is missing" in finding(diag, "socket").message
+    assert not any(isinstance(a, StartApiService) for a in diag.actions)
+
+
+def test_bridge_networking_needs_slirp4netns_and_dev_net_tun_a_warning():
+    diag = diagnose(replace(ROOTLESS, engine=replace(ROOTLESS_FACTS, slirp4netns=""),
+                            tun_usable=False))  # fmt: skip
+    network = finding(diag, "network")
+    assert network.severity == "warning" and diag.healthy
+    assert "slirp4netns is not installed (sudo apt-get install slirp4netns)" in network.message
+    assert "sudo chmod 0666 /dev/net/tun" in network.message
+    assert "network: host" in network.hint
+
+
+def test_a_private_root_mount_is_a_warning_with_the_command():
+    mounts = finding(diagnose(replace(ROOTLESS, root_propagation="private")), "mounts")
+    assert mounts.severity == "warning"
+    assert "`/` is a private mount" in mounts.message
+    assert "sudo mount --make-rshared /" in mounts.hint
+
+
+def test_an_empty_vfs_store_is_moved_to_overlay_native_first():
+    vfs = replace(ROOTLESS, engine=replace(ROOTLESS_FACTS, graph_driver="vfs"),
+                  store_empty=True, fuse_overlayfs="/usr/bin/fuse-overlayfs")  # fmt: skip
+    diag = diagnose(vfs)
+    assert finding(diag, "storage").severity == "warning" and diag.healthy
+    (action,) = diag.actions
+    assert isinstance(action, UseOverlayStorage) and action.path == ROOTLESS.storage_conf
+    assert [label for label, _ in action.candidates] == ["native", "fuse-overlayfs"]
+    assert 'mount_program = "/usr/bin/fuse-overlayfs"' in action.candidates[1][1]
+    # an old kernel: only fuse-overlayfs; without it, only a hint
+    old = replace(vfs, kernel=(5, 10))
+    assert [label for label, _ in diagnose(old).actions[0].candidates] == ["fuse-overlayfs"]
+    neither = diagnose(replace(old, fuse_overlayfs=None))
+    assert neither.actions == ()
+    assert "sudo apt-get install fuse-overlayfs" in finding(neither, "storage").hint
+
+
+def test_a_vfs_store_that_holds_something_or_was_chosen_is_never_reset():
+    vfs = replace(ROOTLESS, engine=replace(ROOTLESS_FACTS, graph_driver="vfs"), store_empty=True)
+    for obs, why in (
+        (replace(vfs, store_empty=False), "the store is not empty"),
+        (replace(vfs, storage_conf_exists=True), "storage.conf exists"),
+        (replace(vfs, storage_override="/tmp/s.conf"), "CONTAINERS_STORAGE_CONF=/tmp/s.conf"),
+    ):
+        diag = diagnose(obs)
+        assert diag.actions == ()
+        hint = finding(diag, "storage").hint
+        assert why in hint and "it DELETES this user's containers, images and volumes" in hint
+
+
+def test_rootful_vfs_is_a_warning_with_the_system_file():
+    diag = diagnose(replace(HEALTHY, engine=replace(ROOTLESS_FACTS, rootless=False,
+                                                    graph_driver="vfs")))  # fmt: skip
+    assert "/etc/containers/storage.conf" in finding(diag, "storage").hint
+    assert diag.actions == ()
+
+
+def test_root_propagation_and_kernel_parsing():
+    private = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
+    shared = "67 65 254:0 / / rw,relatime shared:2 - ext4 /dev/vda rw\n"
+    slave = "67 65 254:0 / / rw,relatime master:1 - ext4 /dev/vda rw\n"
+    proc = "22 27 0:21 / /proc rw,relatime shared:5 - proc proc rw\n"
+    assert parse_root_propagation(private + proc) == "private"
+    assert parse_root_propagation(shared) == "shared"
+    assert parse_root_propagation(slave) == "slave"
+    assert parse_root_propagation(shared + private) == "private"  # the top mount wins
+    assert parse_kernel("6.18.44-fc-v657") == (6, 18)
+    assert parse_kernel("5.10.0-28-amd64") == (5, 10)
+    assert parse_kernel("weird") == (0, 0)
+    assert [label for label, _ in storage_candidates((5, 13), None)] == ["native"]
+
+
+def test_a_private_root_mount_is_made_shared_by_root():
+    diag = diagnose(replace(HEALTHY, engine=replace(ROOTLESS_FACTS, rootless=False),
+                            root_propagation="private"))  # fmt: skip
+    mounts = finding(diag, "mounts")
+    assert mounts.severity == "problem" and "device or resource busy" in mounts.message
+    assert diag.actions == (ShareRootMount(),)
+    assert diag.actions[0].describe() == "mount --make-rshared /"

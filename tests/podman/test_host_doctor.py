@@ -122,3 +122,36 @@ def test_doctor_starts_a_missing_api_socket_once(spare_socket):
     again = run_doctor("--no-probe", env=env)
     assert again.returncode == 0
     assert "changed: nothing" in again.stdout
+
+
+@pytest.mark.podman
+def test_a_private_root_mount_is_found_and_made_shared():
+    """Provoked in a mount namespace of its own (unshare), so the host is not touched:
+    private there, the doctor reports it and `--fix` makes it shared (there)."""
+    needs_podman()
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare (a mount namespace of its own)")
+
+    def in_namespace(propagation: str, script: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["unshare", "--mount", "--propagation", propagation, "sh", "-c", script],
+            capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
+            env={**os.environ, "COLUMNS": "200"},
+        )  # fmt: skip
+
+    check = in_namespace("private", f"{AGENTCTL} doctor --check --no-probe")
+    assert "✗ mounts   `/` is a private mount, not shared" in check.stdout, check.stdout
+    assert "device or resource busy" in check.stdout
+    assert "  - mount --make-rshared /" in check.stdout  # under "would change"
+    assert check.returncode == 1
+
+    fix = in_namespace(
+        "private",
+        f"{AGENTCTL} doctor --fix --no-probe --no-install; findmnt -no PROPAGATION /",
+    )
+    assert "made `/` a shared mount (mount --make-rshared /)" in fix.stdout, fix.stdout
+    assert "✓ mounts   `/` is a shared mount" in fix.stdout  # re-observed after the fix
+    assert fix.stdout.strip().splitlines()[-1] == "shared"
+
+    shared = in_namespace("shared", f"{AGENTCTL} doctor --check --no-probe")
+    assert "✓ mounts   `/` is a shared mount" in shared.stdout

@@ -24,9 +24,9 @@ from agentctl_swarm.chat.server.config import (
     ServerConfig,
 )
 from agentctl_swarm.chat.server.marketplace import Market, iso
-from agentctl_swarm.chat.server.redact import Redactor
 from agentctl_swarm.chat.server.state import Agent, Channel, Close, Conn, Send, ServerAction
 from agentctl_swarm.chat.server.store import Store
+from agentctl_swarm.core.redact import Redactor
 
 #: Alphabet of the random parts of agent, message and callback ids.
 B36 = "abcdefghijklmnopqrstuvwxyz0123456789"

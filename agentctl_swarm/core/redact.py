@@ -1,10 +1,10 @@
-"""Secret redaction applied to every relayed message, as upstream does.
+"""Secret redaction: known token shapes and given secret values become ``[REDACTED:<name>]``.
 
-Why: agents paste logs and configs into channels; a leaked token in a replay buffer
-is readable by every later joiner. Known token shapes and the values of the
-server's own secret-looking environment variables (and its admin key) are replaced
-with ``[REDACTED:<name>]``. The environment is passed in (``ServerConfig.environ``, filled
-at the process edge); this module never reads ``os.environ``.
+Why: agents paste logs and configs into channels, and Claude Code prints what it reads;
+a leaked token in a replay buffer or a transcript is readable by everyone later. The chat
+server applies it to every relayed message (as upstream does), the runner to transcripts
+and failure details. The secret values are passed in (filled at the process edge); this
+module never reads ``os.environ``.
 """
 
 from __future__ import annotations
