@@ -37,7 +37,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 STAMP="$VENV/.agentctl-setup"
-PACKAGES=(python3-venv git podman runc debootstrap uidmap)
+# catatonit: `podman kube play` (checking `agentctl export kube --for podman`) builds its
+# pause image with it; tmux: the test that drives `agentctl top` in a real terminal.
+PACKAGES=(python3-venv git podman runc debootstrap uidmap catatonit tmux)
 # What rootless Podman needs beyond that: bridge networking, overlay storage without
 # native support, `systemctl --user` (Podman's API socket unit).
 ROOTLESS_PACKAGES=(slirp4netns fuse-overlayfs dbus-user-session)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import ipaddress
 import json
 import logging
 import secrets
@@ -54,6 +53,7 @@ from agentctl_swarm.chat.inbox import (
 from agentctl_swarm.config import AgentChatSettings, load_settings
 from agentctl_swarm.core.errors import AgentctlError
 from agentctl_swarm.core.logs import log_event, setup_logging
+from agentctl_swarm.core.net import is_loopback
 
 log = logging.getLogger("agentctl.chat.mcp")
 
@@ -75,20 +75,11 @@ def check_url(settings: AgentChatSettings) -> None:
     parsed = urlparse(url)
     if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
         raise ToolFailure(f"AGENTCHAT_URL={url!r} is not a WebSocket URL; use ws://HOST:PORT")
-    if not settings.public and not _is_loopback(parsed.hostname):
+    if not settings.public and not is_loopback(parsed.hostname):
         raise ToolFailure(
             f"AGENTCHAT_URL={url!r} is not on this machine; set AGENTCHAT_PUBLIC=true "
             "to allow a remote AgentChat server"
         )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # --------------------------------------------------------------------------- state

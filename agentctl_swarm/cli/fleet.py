@@ -30,6 +30,7 @@ from agentctl_swarm.cli.common import (
     settings,
 )
 from agentctl_swarm.controller.executor import Outcome
+from agentctl_swarm.controller.fleet_view import human_age
 from agentctl_swarm.controller.planner import Kind, Plan
 from agentctl_swarm.controller.preflight import check_tools
 from agentctl_swarm.controller.status import find_container
@@ -156,16 +157,7 @@ def _cell(value: Any) -> str:
 
 
 def _uptime(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-    return f"{seconds // 86400}d"
+    return None if seconds is None else human_age(seconds)
 
 
 # -- commands ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from rich.table import Table
 from agentctl_swarm.cli import common
 from agentctl_swarm.cli.coordinator import ServerOpt, check_channel
 from agentctl_swarm.config import DEFAULT_CHAT_URL
+from agentctl_swarm.controller.fleet_view import human_age
 from agentctl_swarm.coordinator import grammar as g
 from agentctl_swarm.coordinator.board import new_task_id
 from agentctl_swarm.coordinator.board_client import BoardClient, board_url
@@ -134,14 +135,7 @@ def _post(server: str | None, channel: str, line: str, as_name: str | None) -> N
 def _age(ts: Any) -> str:
     if not isinstance(ts, int | float):
         return "-"
-    secs = max(0, int(time.time() - ts))
-    if secs < 120:
-        return f"{secs}s"
-    if secs < 7200:
-        return f"{secs // 60}m"
-    if secs < 172800:
-        return f"{secs // 3600}h"
-    return f"{secs // 86400}d"
+    return human_age(max(0.0, time.time() - ts))
 
 
 def _when(ts: Any) -> str:

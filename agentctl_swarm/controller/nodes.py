@@ -28,7 +28,7 @@ from agentctl_swarm.fleet.model import Fleet
 from agentctl_swarm.fleet.render import LOCAL_NODE, ContainerSpec
 from agentctl_swarm.podman.backend import PodmanBackend, PodmanError, PodmanUnavailable
 from agentctl_swarm.podman.engine import EngineFacts
-from agentctl_swarm.podman.types import ExecResult, ObservedContainer
+from agentctl_swarm.podman.types import ContainerStats, ExecResult, ObservedContainer
 
 T = TypeVar("T")
 
@@ -170,6 +170,18 @@ class NodeSet:
         """Whether ``image`` is on ``node`` (default: on every reachable node)."""
         targets = [self.nodes[node]] if node else self.reachable
         return all(n.backend.image_exists(image) for n in targets)
+
+    def stats(self, names: list[str]) -> dict[str, ContainerStats]:
+        """One resource sample per running container of ``names`` (one call per node)."""
+        first = next(iter(self.nodes))
+        by_node: dict[str, list[str]] = {}
+        for name in names:
+            by_node.setdefault(self.node_of(name) or first, []).append(name)
+        out: dict[str, ContainerStats] = {}
+        for node, group in by_node.items():
+            if node not in self.unreachable:
+                out.update(self.on(node).stats(group))
+        return out
 
     def engine_of(self, node: str) -> EngineFacts:
         return self.nodes[node].backend.engine

@@ -16,7 +16,6 @@ import os
 import tarfile
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,16 +65,7 @@ def container_stats(backend: Backend, names: list[str]) -> dict[str, ContainerSt
     """One stats sample per running container; {} when Podman cannot give one (memory
     and CPU are then shown as unknown, not as an error)."""
     try:
-        if not isinstance(backend, NodeSet):
-            return backend.stats(names)
-        first = next(iter(backend.nodes))
-        by_node: dict[str, list[str]] = defaultdict(list)
-        for name in names:
-            by_node[backend.node_of(name) or first].append(name)
-        out: dict[str, ContainerStats] = {}
-        for node, group in by_node.items():
-            out.update(backend.on(node).stats(group))
-        return out
+        return backend.stats(names)
     except AgentctlError:
         return {}
 

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agentctl_swarm.core.errors import AgentctlError
-from agentctl_swarm.fleet.loader import FleetError, LoadedFleet, Loc, Problem, agent_field_sources
+from agentctl_swarm.fleet.loader import (
+    FleetError,
+    LoadedFleet,
+    Loc,
+    Problem,
+    agent_field_sources,
+    unique_problems,
+)
 from agentctl_swarm.fleet.model import VolumeSpec
 from agentctl_swarm.fleet.paths import sensitive_match
 from agentctl_swarm.fleet.render import DEFAULT_RESOURCES, ContainerSpec
@@ -107,7 +114,7 @@ def check_host(
                 )
             )
     if problems:
-        raise FleetError(_unique(problems))
+        raise FleetError(unique_problems(problems))
 
 
 # -- what the engine can enforce (rootless Podman) ------------------------------------------
@@ -179,9 +186,9 @@ def check_engine(
                 f"{name} {value}" for name, value in items.items()
             )
             problems.append(loaded.locate(loc, f"{what} would not be enforced: {reason}"))
-        raise UnenforceableLimits(_unique(problems), eng.limits_fix(facts))
+        raise UnenforceableLimits(unique_problems(problems), eng.limits_fix(facts))
     if problems:
-        raise FleetError(_unique(problems))
+        raise FleetError(unique_problems(problems))
     if not limited:
         return []
     warning = (
@@ -226,13 +233,3 @@ def _repo_paths(loaded: LoadedFleet) -> Iterator[tuple[Loc, str]]:
     for base, spec in agent_field_sources(fleet):
         if spec.repo is not None and spec.repo.path:
             yield (*base, "repo", "path"), spec.repo.path
-
-
-def _unique(problems: list[Problem]) -> list[Problem]:
-    seen: set[str] = set()
-    out = []
-    for problem in problems:
-        if str(problem) not in seen:
-            seen.add(str(problem))
-            out.append(problem)
-    return out

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentctl_swarm.core.files import atomic_write, file_lock
-from agentctl_swarm.fleet.loader import FleetError, LoadedFleet, Loc, Problem
+from agentctl_swarm.fleet.loader import FleetError, LoadedFleet, Loc, Problem, unique_problems
 from agentctl_swarm.fleet.model import SecretSpec
 from agentctl_swarm.fleet.render import ContainerSpec, role_secrets
 
@@ -89,7 +89,7 @@ def read_values(
                     loaded.locate((*loc, "from_file"), f"cannot read {path}: {exc.strerror or exc}")
                 )
     if problems:
-        raise FleetError(_unique(problems))
+        raise FleetError(unique_problems(problems))
     return values
 
 
@@ -117,13 +117,3 @@ def load(
     """Read every value and derive its version (no value is ever returned as text)."""
     values = read_values(loaded, environ=environ)
     return SecretValues(values, versions(values, digest_key(state_dir)) if values else {})
-
-
-def _unique(problems: list[Problem]) -> list[Problem]:
-    seen: set[str] = set()
-    out = []
-    for problem in problems:
-        if str(problem) not in seen:
-            seen.add(str(problem))
-            out.append(problem)
-    return out

@@ -46,6 +46,7 @@ from agentctl_swarm.controller.gate import ControlServer, LocalGate
 from agentctl_swarm.controller.health import AgentFacts, HealthMonitor, Verdict
 from agentctl_swarm.controller.health_store import load_health, save_health, take_clear_requests
 from agentctl_swarm.controller.nodes import NodeSet, as_nodes, save_placement
+from agentctl_swarm.controller.observe import container_stats
 from agentctl_swarm.controller.planner import Action, Kind, Plan, plan
 from agentctl_swarm.core.errors import AgentctlError
 from agentctl_swarm.core.logs import log_event
@@ -54,7 +55,7 @@ from agentctl_swarm.fleet.model import parse_memory
 from agentctl_swarm.fleet.render import ContainerSpec, role_of
 from agentctl_swarm.fleet.source import read_fleet
 from agentctl_swarm.podman.backend import PodmanBackend
-from agentctl_swarm.podman.types import ObservedContainer
+from agentctl_swarm.podman.types import ContainerStats, ObservedContainer
 from agentctl_swarm.sync.daemon import SyncDaemon
 
 log = logging.getLogger("agentctl.controller")
@@ -122,6 +123,7 @@ class FleetUp:
         self._watching = threading.Event()
         self._noted: dict[tuple[str, str], str] = {}  # (agent, kind) -> last reason told
         self._started = time.time()
+        self._stats: dict[str, ContainerStats] = {}  # this pass's memory/CPU samples
 
     @property
     def fleet(self) -> Any:
@@ -216,6 +218,9 @@ class FleetUp:
         now = time.time()
         down = self.backend.unreachable
         the_plan = plan([s for s in self._specs if s.node not in down], observed, prune=True)
+        self._stats = await asyncio.to_thread(
+            container_stats, self.backend, [o.name for o in observed if o.running]
+        )
         todo: list[Action] = []
         for action in the_plan.actions:
             todo += await self._decide(action, views, now)
@@ -314,6 +319,7 @@ class FleetUp:
         role = role_of(observed.agent)
         spec = next((a for a in self.fleet.agents if a.role == role), None)
         takes_tasks = spec is not None and spec.takes_tasks
+        sample = self._stats.get(observed.name)
         return AgentFacts(
             agent=observed.agent,
             container_state=observed.state,
@@ -322,6 +328,8 @@ class FleetUp:
             # coordinator has heard from them at all
             last_heard=float(last) if takes_tasks and last and alive is not None else None,
             exit_code=observed.exit_code,
+            memory_used=sample.mem_usage if sample else None,
+            memory_limit=sample.mem_limit if sample and sample.mem_limit else None,
         )
 
     def _session_alive(self, container: str) -> bool:

@@ -45,16 +45,15 @@ class Problem:
         )
 
 
-class FleetError(UsageError):
-    """A fleet file that cannot be used; carries every problem found, in file order.
+class ProblemsError(UsageError):
+    """Every problem found in one file, in file order: the CLI prints each on its own
+    line, then the summary line (exit 2). ``summary`` says what to do about them."""
 
-    The CLI prints each problem on its own line, then one summary line; nothing was
-    changed (exit 2).
-    """
+    summary = "nothing was changed"
 
-    def __init__(self, problems: Sequence[Problem]) -> None:
+    def __init__(self, problems: Sequence[Problem], *, hint: str | None = None) -> None:
         self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column, p.field))
-        super().__init__("\n".join(str(p) for p in self.problems))
+        super().__init__("\n".join(str(p) for p in self.problems), hint=hint)
 
     def details(self) -> list[str]:
         return [str(p) for p in self.problems]
@@ -63,7 +62,11 @@ class FleetError(UsageError):
         n = len(self.problems)
         files = sorted({p.file for p in self.problems})
         where = f" in {files[0]}" if len(files) == 1 else ""
-        return f"{n} problem{'s' if n != 1 else ''}{where}; nothing was changed"
+        return f"{n} problem{'s' if n != 1 else ''}{where}; {self.summary}"
+
+
+class FleetError(ProblemsError):
+    """A fleet file that cannot be used; nothing was changed."""
 
 
 @dataclass(frozen=True)
@@ -424,6 +427,14 @@ def _message(err: dict[str, Any], loc: Loc = ()) -> str:
     if kind == "too_long":
         return f"must have at most {ctx.get('max_length')} items"
     return msg
+
+
+def unique_problems(problems: list[Problem]) -> list[Problem]:
+    """The problems in order, each text once (several checks may find the same thing)."""
+    seen: dict[str, Problem] = {}
+    for problem in problems:
+        seen.setdefault(str(problem), problem)
+    return list(seen.values())
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

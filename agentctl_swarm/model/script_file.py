@@ -15,7 +15,6 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from agentctl_swarm.core.errors import UsageError
 from agentctl_swarm.fleet import loader
 from agentctl_swarm.fleet.loader import Problem
 from agentctl_swarm.model.script import Script
@@ -23,27 +22,13 @@ from agentctl_swarm.model.script import Script
 MAX_SCRIPT_BYTES = 4 * 1024 * 1024
 
 
-class ScriptError(UsageError):
+class ScriptError(loader.ProblemsError):
     """A script that cannot be used; carries every problem found, in file order."""
 
+    summary = "see `agentctl model serve --help` for the script format"
+
     def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column, p.field))
-        super().__init__(
-            "\n".join(str(p) for p in self.problems),
-            hint="see `agentctl model serve --help` for the script format",
-        )
-
-    def details(self) -> list[str]:
-        return [str(p) for p in self.problems]
-
-    def one_line(self) -> str:
-        n = len(self.problems)
-        files = sorted({p.file for p in self.problems})
-        where = f" in {files[0]}" if len(files) == 1 else ""
-        return (
-            f"{n} problem{'s' if n != 1 else ''}{where}; see `agentctl model serve --help` "
-            "for the script format"
-        )
+        super().__init__(problems, hint=self.summary)
 
 
 def parse_script(text: str, filename: str = "<script>") -> Script:

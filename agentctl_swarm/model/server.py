@@ -12,7 +12,6 @@ assert what Claude Code asked (for example that tool results came back).
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import logging
 import select
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agentctl_swarm.core.errors import UsageError
+from agentctl_swarm.core.net import is_loopback
 from agentctl_swarm.model import wire
 from agentctl_swarm.model.engine import Reply, answer
 from agentctl_swarm.model.script import Script
@@ -71,16 +71,6 @@ class RecordedRequest:
             for block in message["content"]
             if isinstance(block, dict) and block.get("type") == "tool_result"
         ]
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only listens on this machine (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class ScriptedModel:

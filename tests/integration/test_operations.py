@@ -1,8 +1,8 @@
 """Fleet operations on real Podman (issue 10): `agentctl up` as the controller you leave
 running — its health rules, scale, reload and graceful shutdown — with the real Claude
 Code in the agents and the scripted model. One fleet serves the module: two builders
-(`runtime: claude`) and a `crasher` whose agent exits at once (fatal), so the crash loop
-runs in the background from the start. The last test stops `up`.
+(`runtime: claude`), a `crasher` whose agent exits at once (fatal), so the crash loop
+runs in the background from the start, and a `hog` that holds most of its memory limit. The last test stops `up`.
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ agents:
   - role: crasher
     command: [sh, -c, "exit 2"]
     restart: "no"
+  - role: hog
+    resources: {{memory: 128m}}
+    command: [python3, -c, "import time; x = b'x' * (108 << 20); time.sleep(1e9)"]
 """
 
 
@@ -142,6 +145,12 @@ def test_a_crash_loop_ends_degraded_with_restarts_bounded_by_the_curve(ops: Ops)
     # a person restarts it: the mark is cleared and it gets a fresh curve
     ops.agentctl("restart", agent, "--fleet", ops.name)
     _wait("cleared", lambda: ops.events("health.cleared", agent), timeout=30)
+
+
+def test_memory_near_the_limit_raises_an_alert_and_the_agent_keeps_running(ops: Ops) -> None:
+    alert = _wait("the alert", lambda: ops.events("health.alert", "swarm-hog-000"), timeout=60)
+    assert "memory" in alert[0]["reason"]
+    assert not ops.events("health.restart", "swarm-hog-000")
 
 
 def _seconds(iso: str) -> float:
