@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from agentctl_swarm.coordinator import grammar as g
+from agentctl_swarm.core.backoff import BackoffCurve
 
 QUEUED = "queued"
 ASSIGNED = "assigned"
@@ -58,6 +59,10 @@ _WILDCARD_ROLES = frozenset({ANY_ROLE, "general", "*"})
 def new_task_id() -> str:
     """A fresh task id, ``t-`` and 8 hex digits (what ``agentctl task add`` uses too)."""
     return "t-" + secrets.token_hex(4)
+
+
+#: The longest wait between re-announcements of a task nobody claims.
+REANNOUNCE_CAP = 600.0
 
 
 @dataclass(frozen=True)
@@ -1128,8 +1133,9 @@ class Board:
             return True
         if freed:  # capacity just appeared: whoever became idle should hear of it
             return True
-        wait = min(self.config.reannounce_interval * (2 ** min(t.announces, 10)), 600.0)
-        return now - t.announced_at >= wait
+        interval = self.config.reannounce_interval
+        curve = BackoffCurve(initial=interval, cap=max(interval, REANNOUNCE_CAP))
+        return now - t.announced_at >= curve.delay(t.announces)
 
     def _announce(self, t: TaskRecord, now: float) -> None:
         t.announced_at = now
