@@ -90,6 +90,33 @@ async def test_client_skips_hostile_frames_and_stays_connected() -> None:
             await client.close()
 
 
+async def test_malformed_error_does_not_answer_a_pending_join() -> None:
+    """An ERROR without a string code arriving while a JOIN waits is skipped, and the
+    JOIN still gets its JOINED (CI saw agentchat_connect fail on exactly this race)."""
+
+    async def handler(ws: ServerConnection) -> None:
+        async for raw in ws:
+            frame = json.loads(raw)
+            ts = int(time.time() * 1000)
+            if frame.get("type") == "IDENTIFY":
+                await ws.send(json.dumps({"type": "WELCOME", "ts": ts, "agent_id": "@me00000000000000",
+                                          "name": frame["name"], "server": "hostile"}))  # fmt: skip
+            elif frame.get("type") == "JOIN":
+                await ws.send('{"type":"ERROR","code":[],"message":{}}')
+                await ws.send(json.dumps({"type": "JOINED", "ts": ts, "channel": frame["channel"],
+                                          "agents": []}))  # fmt: skip
+
+    async with serve(handler, "127.0.0.1", 0) as srv:
+        port = next(iter(srv.sockets)).getsockname()[1]
+        client = AgentChatClient(f"ws://127.0.0.1:{port}", name="me", reconnect=False)
+        await client.connect()
+        try:
+            reply = await client.join("#general")
+            assert reply["channel"] == "#general" and client.connected
+        finally:
+            await client.close()
+
+
 async def test_mcp_listen_survives_hostile_frames(tmp_path: Path) -> None:
     async with (
         hostile_server(_send_all) as url,

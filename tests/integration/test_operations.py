@@ -21,7 +21,15 @@ import pytest
 from agentctl_swarm.controller.events import read_events
 from agentctl_swarm.model.server import ScriptedModel
 from tests.conftest import AGENTCTL, REPO, cleanup_fleet
-from tests.integration.test_tasks import Fleet, _answers, _free_port, _start_server, _wait
+from tests.integration.helpers import (
+    Fleet,
+    answers,
+    free_port,
+    host_pid,
+    is_runner,
+    start_server,
+    wait,
+)
 
 pytestmark = pytest.mark.podman
 
@@ -91,7 +99,7 @@ class Ops(Fleet):
 def ops(tmp_path_factory, podman_backend, agent_image) -> Iterator[Ops]:
     tmp = tmp_path_factory.mktemp("ops")
     name = f"o{os.getpid() % 100000}"
-    port = _free_port()
+    port = free_port()
     url, http = f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -101,19 +109,19 @@ def ops(tmp_path_factory, podman_backend, agent_image) -> Iterator[Ops]:
     }
     server_args = ["--port", str(port), "--data-dir", str(tmp / "chat"), "--max-active", "2",
                    "--heartbeat-interval", "2"]  # fmt: skip
-    server = _start_server(server_args, env)
+    server = start_server(server_args, env)
     model = ScriptedModel.from_yaml(SCRIPT)
     try:
         with model.serve() as model_url:
             ops = Ops(name, tmp / "fleet.yaml", url, http, model, env, server_args, server, tmp)
             ops.state, ops.model_url = tmp / "state", model_url
             ops.write()
-            _wait("the server", lambda: _answers(http), timeout=60)
+            wait("the server", lambda: answers(http), timeout=60)
             ops.up = subprocess.Popen(
                 [*AGENTCTL, "up", "-f", str(ops.file), "--interval", "1"],
                 stdout=subprocess.DEVNULL, stderr=(tmp / "up.log").open("w"), cwd=REPO, env=env,
             )  # fmt: skip
-            _wait("two idle builders", lambda: sum(
+            wait("two idle builders", lambda: sum(
                 a["state"] == "idle" and a["alive"] for a in ops.builders()) == 2, 180)  # fmt: skip
             yield ops
     finally:
@@ -131,12 +139,10 @@ def ops(tmp_path_factory, podman_backend, agent_image) -> Iterator[Ops]:
 
 def test_a_crash_loop_ends_degraded_with_restarts_bounded_by_the_curve(ops: Ops) -> None:
     agent = "swarm-crasher-000"
-    degraded = _wait("degraded", lambda: ops.events("health.degraded", agent), timeout=120)
+    degraded = wait("degraded", lambda: ops.events("health.degraded", agent), timeout=120)
     starts = ops.events("health.start", agent)
     assert len(starts) == 5, starts  # more than 5 restarts in 30 minutes: degraded
-    gaps = [
-        _seconds(b["time"]) - _seconds(a["time"]) for a, b in itertools.pairwise(starts)
-    ]
+    gaps = [_seconds(b["time"]) - _seconds(a["time"]) for a, b in itertools.pairwise(starts)]
     # the waits grow 1, 2, 4, 8, 16 s (plus the time to start and crash)
     assert all(later > earlier for earlier, later in itertools.pairwise(gaps)), gaps
     assert "agentctl restart" in degraded[0]["reason"]
@@ -144,11 +150,11 @@ def test_a_crash_loop_ends_degraded_with_restarts_bounded_by_the_curve(ops: Ops)
     assert len(ops.events("health.start", agent)) == 5
     # a person restarts it: the mark is cleared and it gets a fresh curve
     ops.agentctl("restart", agent, "--fleet", ops.name)
-    _wait("cleared", lambda: ops.events("health.cleared", agent), timeout=30)
+    wait("cleared", lambda: ops.events("health.cleared", agent), timeout=30)
 
 
 def test_memory_near_the_limit_raises_an_alert_and_the_agent_keeps_running(ops: Ops) -> None:
-    alert = _wait("the alert", lambda: ops.events("health.alert", "swarm-hog-000"), timeout=60)
+    alert = wait("the alert", lambda: ops.events("health.alert", "swarm-hog-000"), timeout=60)
     assert "memory" in alert[0]["reason"]
     assert not ops.events("health.restart", "swarm-hog-000")
 
@@ -161,54 +167,33 @@ def _seconds(iso: str) -> float:
 
 def test_a_late_heartbeat_of_an_active_agent_does_not_kill_it(ops: Ops) -> None:
     tid = ops.add("slow job quiet")
-    worker = str(_wait("assigned", lambda: ops.task(tid).get("assignee")))
-    _wait("running", lambda: ops.task(tid)["state"] == "running")
-    runner = _runner_pid(ops, worker)
+    worker = str(wait("assigned", lambda: ops.task(tid).get("assignee")))
+    wait("running", lambda: ops.task(tid)["state"] == "running")
+    runner = host_pid(ops.container(worker), is_runner)
     os.kill(runner, signal.SIGSTOP)  # the runner stops heartbeating; Claude Code goes on
     try:
-        _wait("the check", lambda: ops.events("health.check", worker), timeout=60)
+        wait("the check", lambda: ops.events("health.check", worker), timeout=60)
         assert not ops.events("health.restart", worker)
     finally:
         os.kill(runner, signal.SIGCONT)
-    task = _wait("done", lambda: (t := ops.task(tid))["state"] == "done" and t, timeout=120)
+    task = wait("done", lambda: (t := ops.task(tid))["state"] == "done" and t, timeout=120)
     assert len(task["history"]) == 1  # never restarted, never handed to someone else
     assert not ops.events("health.restart", worker)
 
 
-def _runner_pid(ops: Ops, agent: str) -> int:
-    """The host pid of the runner (`agentctl-agent run`) in the agent's container."""
-    top = int(ops.agentctl("get", "--fleet", ops.name, "-o", "json") and subprocess.run(
-        ["podman", "inspect", "--format", "{{.State.Pid}}", ops.container(agent)],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip())  # fmt: skip
-    todo = [str(top)]
-    while todo:
-        pid = todo.pop()
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if (
-            b"run" in argv
-            and b"supervise" not in argv
-            and any(b"agentctl-agent" in a for a in argv)
-        ):
-            return int(pid)
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            todo += (task / "children").read_text().split()
-    raise AssertionError(f"no runner in {agent}")
-
-
 def test_reload_rolls_a_change_to_the_idle_agent_and_the_busy_one_after_its_task(ops: Ops) -> None:
     tid = ops.add("slow job reload")
-    busy = str(_wait("assigned", lambda: ops.task(tid).get("assignee")))
+    busy = str(wait("assigned", lambda: ops.task(tid).get("assignee")))
     idle = ({"swarm-builder-000", "swarm-builder-001"} - {busy}).pop()
-    _wait("running", lambda: ops.task(tid)["state"] == "running")
+    wait("running", lambda: ops.task(tid)["state"] == "running")
     ops.write(mark="two")  # a template change: every builder's spec changes
     ops.agentctl("reload", "-f", str(ops.file))
-    _wait("the idle one recreated", lambda: ops.events("reconcile.recreate", idle), timeout=60)
+    wait("the idle one recreated", lambda: ops.events("reconcile.recreate", idle), timeout=60)
     assert ops.task(tid)["state"] == "running"  # the busy one was not interrupted
     assert not ops.events("reconcile.recreate", busy)
     assert ops.events("reconcile.roll_deferred", busy)
-    _wait("done", lambda: ops.task(tid)["state"] == "done", timeout=120)
-    _wait("the busy one recreated after", lambda: ops.events("reconcile.recreate", busy), 90)
+    wait("done", lambda: ops.task(tid)["state"] == "done", timeout=120)
+    wait("the busy one recreated after", lambda: ops.events("reconcile.recreate", busy), 90)
 
     def mark() -> str:  # the event comes first; the final sync and the create follow
         return subprocess.run(
@@ -216,40 +201,40 @@ def test_reload_rolls_a_change_to_the_idle_agent_and_the_busy_one_after_its_task
             capture_output=True, text=True, check=False,
         ).stdout.strip()  # fmt: skip
 
-    _wait("the new template in the busy one", lambda: mark() == "two", 60)
+    wait("the new template in the busy one", lambda: mark() == "two", 60)
     assert len(ops.task(tid)["history"]) == 1
 
 
 def test_scale_down_keeps_the_active_agent_and_writes_the_desired_state(ops: Ops) -> None:
-    _wait("two idle builders", lambda: sum(
+    wait("two idle builders", lambda: sum(
         a["state"] == "idle" and a["alive"] for a in ops.builders()) == 2, 120)  # fmt: skip
     tid = ops.add("slow job scale")
-    busy = str(_wait("assigned", lambda: ops.task(tid).get("assignee")))
-    _wait("running", lambda: ops.task(tid)["state"] == "running")
+    busy = str(wait("assigned", lambda: ops.task(tid).get("assignee")))
+    wait("running", lambda: ops.task(tid)["state"] == "running")
     out = ops.agentctl("scale", "-f", str(ops.file), "builder", "1").stdout
     assert "removed (idle)" in out or "told to reload" in out
     written = ops.file.read_text()
     index = int(busy.rsplit("-", 1)[1])
     assert "replicas: 1" in written and (index == 0 or f"instances: [{index}]" in written)
     idle = ({"swarm-builder-000", "swarm-builder-001"} - {busy}).pop()
-    _wait("the idle one removed", lambda: ops.events("reconcile.delete", idle), timeout=60)
+    wait("the idle one removed", lambda: ops.events("reconcile.delete", idle), timeout=60)
     assert ops.task(tid)["state"] == "running"  # the active one works on
-    _wait("done", lambda: ops.task(tid)["state"] == "done", timeout=120)
+    wait("done", lambda: ops.task(tid)["state"] == "done", timeout=120)
     # and scaling up takes the next numbers
     ops.agentctl("scale", "-f", str(ops.file), "builder", "2")
-    _wait("a new builder", lambda: len(
+    wait("a new builder", lambda: len(
         [o for o in json.loads(ops.agentctl("get", "--fleet", ops.name, "-o", "json").stdout)
          if o["role"] == "builder" and o["state"] == "running"]) == 2, 90)  # fmt: skip
 
 
 def test_sigterm_drains_then_stops_and_releases_the_lock(ops: Ops) -> None:
     tid = ops.add("slow job shutdown")
-    _wait("running", lambda: ops.task(tid)["state"] == "running", timeout=60)
+    wait("running", lambda: ops.task(tid)["state"] == "running", timeout=60)
     ops.up.send_signal(signal.SIGTERM)
     assert ops.up.wait(timeout=120) == 0
     assert ops.events("up.stop")
     assert ops.events("up.drain_timeout")  # drain_seconds=3 < the task's 20 s
-    task = _wait("given back", lambda: (t := ops.task(tid))["state"] == "queued" and t, 60)
+    task = wait("given back", lambda: (t := ops.task(tid))["state"] == "queued" and t, 60)
     assert task["history"][-1]["outcome"] == "unclaimed"
     states = {o["agent"]: o["state"] for o in json.loads(
         ops.agentctl("get", "--fleet", ops.name, "-o", "json").stdout)}  # fmt: skip

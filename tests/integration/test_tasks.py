@@ -8,21 +8,17 @@ test drives it with its own prompts.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import signal
-import socket
 import subprocess
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
 from agentctl_swarm.model.server import ScriptedModel
 from tests.conftest import AGENTCTL, REPO, cleanup_fleet
+from tests.integration.helpers import Fleet, answers, free_port, start_server, wait
 
 pytestmark = pytest.mark.podman
 
@@ -63,121 +59,11 @@ conversations:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(
-    what: str, pred: Callable[[], object], timeout: float = 90, board: str | None = None
-) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.3)
-    seen = ""
-    if board:  # what the coordinator knew, to see why
-        with urllib.request.urlopen(f"{board}/api/v1/tasks", timeout=10) as resp:
-            seen = resp.read().decode()[-3000:]
-        with urllib.request.urlopen(f"{board}/api/v1/agents", timeout=10) as resp:
-            seen += "\n" + resp.read().decode()[-2000:]
-    raise AssertionError(f"timed out waiting for {what}\n{seen}")
-
-
-@dataclass
-class Fleet:
-    name: str
-    file: Path
-    url: str
-    http: str
-    model: ScriptedModel
-    env: dict[str, str]
-    server_args: list[str]
-    server: subprocess.Popen[bytes]
-    host_repo: Path
-
-    def agentctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [*AGENTCTL, *args], capture_output=True, text=True, cwd=REPO, env=self.env, timeout=120
-        )
-        if check:
-            assert proc.returncode == 0, proc.stdout + proc.stderr
-        return proc
-
-    def add(self, prompt: str) -> str:
-        out = self.agentctl("task", "add", prompt, "--role", "builder", "--server", self.url)
-        return out.stdout.strip().splitlines()[-1]
-
-    def get(self, path: str) -> dict:
-        with urllib.request.urlopen(f"{self.http}/api/v1/{path}", timeout=10) as resp:
-            return json.loads(resp.read())
-
-    def task(self, tid: str) -> dict:
-        return self.get(f"tasks/{tid}")
-
-    def container(self, agent: str) -> str:
-        return f"{self.name}-{agent}"
-
-    def runs(self, agent: str) -> list[dict]:
-        """The runner's `runner.started` events (one per Claude Code process)."""
-        logs = self.agentctl("logs", agent, "--fleet", self.name, "--raw").stdout
-        out = []
-        for line in logs.splitlines():
-            if '"runner.started"' not in line:
-                continue
-            record = json.loads(line)
-            out.append(json.loads(record["message"]) if "event" not in record else record)
-        return out
-
-    def kill_in(self, agent: str, needle: str) -> None:
-        """SIGKILL the container's process whose argv contains ``needle`` (and not
-        ``supervise``)."""
-        script = (
-            "import os, signal\n"
-            "for p in os.listdir('/proc'):\n"
-            "    if not p.isdigit(): continue\n"
-            "    try: argv = open(f'/proc/{p}/cmdline', 'rb').read().split(b'\\0')\n"
-            "    except OSError: continue\n"
-            f"    line = b' '.join(argv)\n"
-            f"    if {needle.encode()!r} in line and b'supervise' not in line:\n"
-            "        os.kill(int(p), signal.SIGKILL); print(p)\n"
-        )
-        out = subprocess.run(
-            ["podman", "exec", self.container(agent), "python3", "-c", script],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        assert out.stdout.strip(), f"no {needle!r} process in {agent}"
-
-    def restart_server(self) -> None:
-        self.server.kill()  # kill -9: no chance to flush anything
-        self.server.wait(timeout=30)
-        self.server = _start_server(self.server_args, self.env)
-        _wait("the server again", lambda: _answers(self.http), timeout=60)
-
-
-def _start_server(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [*AGENTCTL, "server", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        cwd=REPO, env=env,
-    )  # fmt: skip
-
-
-def _answers(http: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{http}/api/v1/status", timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory, podman_backend, agent_image) -> Iterator[Fleet]:
     tmp = tmp_path_factory.mktemp("tasks")
     name = f"k{os.getpid() % 100000}"
-    port = _free_port()
+    port = free_port()
     url, http = f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}"
     host_repo = tmp / "project"
     subprocess.run(["git", "init", "-q", "-b", "main", str(host_repo)], check=True)
@@ -197,7 +83,7 @@ def fleet(tmp_path_factory, podman_backend, agent_image) -> Iterator[Fleet]:
         "--port", str(port), "--data-dir", str(tmp / "chat"), "--max-active", "1",
         "--heartbeat-interval", "3", "--probe-interval", "3", "--task-retries", "2",
     ]  # fmt: skip
-    server = _start_server(server_args, env)
+    server = start_server(server_args, env)
     model = ScriptedModel.from_yaml(SCRIPT)
     up = None
     try:
@@ -223,7 +109,7 @@ agents:
     runtime: claude
 """
             )
-            _wait("the server", lambda: _answers(http), timeout=60)
+            wait("the server", lambda: answers(http), timeout=60)
             up = subprocess.Popen(
                 [*AGENTCTL, "up", "-f", str(file), "--interval", "2"],
                 stdout=subprocess.DEVNULL, stderr=(tmp / "up.log").open("w"), cwd=REPO, env=env,
@@ -234,7 +120,7 @@ agents:
                 agents = the_fleet.get("agents")["agents"]
                 return sum(a["state"] == "idle" and a["alive"] for a in agents) == 2
 
-            _wait("two idle builders", idle, timeout=180)
+            wait("two idle builders", idle, timeout=180)
             yield the_fleet
             server = the_fleet.server
     finally:
@@ -250,7 +136,7 @@ agents:
 
 
 def _done(fleet: Fleet, tid: str, timeout: float = 120) -> dict:
-    return _wait(  # type: ignore[return-value]
+    return wait(  # type: ignore[return-value]
         f"task {tid} done",
         lambda: (t := fleet.task(tid))["state"] == "done" and t,
         timeout=timeout,
@@ -267,7 +153,7 @@ def test_one_builder_claims_runs_commits_and_reports_done(fleet: Fleet) -> None:
     assert len(task["history"]) == 1  # exactly one agent ran it
     # the commit is in the workspace, and on the host after a sync
     branch = f"swarm/{worker}/task/{tid}"
-    shown = _wait("the synced commit", lambda: subprocess.run(
+    shown = wait("the synced commit", lambda: subprocess.run(
         ["git", "-C", str(fleet.host_repo), "show", f"{branch}:first.txt"],
         capture_output=True, text=True,
     ).stdout)  # fmt: skip
@@ -293,7 +179,7 @@ def test_max_active_one_runs_two_tasks_one_after_the_other(fleet: Fleet) -> None
 def test_an_auth_failure_ends_as_blocked_quickly(fleet: Fleet) -> None:
     started = time.monotonic()
     tid = fleet.add("this needs credentials")
-    blocked = _wait("a blocked agent", lambda: [
+    blocked = wait("a blocked agent", lambda: [
         a for a in fleet.get("agents")["agents"] if a.get("blocked")
     ], timeout=30, board=fleet.http)  # fmt: skip
     assert time.monotonic() - started < 10  # a bound, not a benchmark: no retry storm
@@ -302,21 +188,21 @@ def test_an_auth_failure_ends_as_blocked_quickly(fleet: Fleet) -> None:
     assert history and history[0]["outcome"] == "blocked"
     fleet.agentctl("task", "cancel", tid, "--server", fleet.url)
     fleet.agentctl("chat", "send", "--server", fleet.url, "#work", f"RETRY agent={name}")
-    _wait("unblocked", lambda: not any(a.get("blocked") for a in fleet.get("agents")["agents"]))
+    wait("unblocked", lambda: not any(a.get("blocked") for a in fleet.get("agents")["agents"]))
 
 
 def test_a_quota_pauses_the_fleet_and_a_probe_resumes_it(fleet: Fleet) -> None:
     tid = fleet.add("we are over quota")
-    _wait("paused", lambda: fleet.get("status")["quota"]["paused"], timeout=60)
-    _wait("a probe resumed assigning", lambda: not fleet.get("status")["quota"]["paused"], 60)
+    wait("paused", lambda: fleet.get("status")["quota"]["paused"], timeout=60)
+    wait("a probe resumed assigning", lambda: not fleet.get("status")["quota"]["paused"], 60)
     assert fleet.get("status")["quota"]["probes"] >= 1
     fleet.agentctl("task", "cancel", tid, "--server", fleet.url)
 
 
 def test_killing_claude_fails_the_attempt_and_the_task_is_done_after_all(fleet: Fleet) -> None:
     tid = fleet.add("slow job claudekill")
-    first = _wait("assigned", lambda: fleet.task(tid).get("assignee"))
-    _wait("claude running", lambda: fleet.task(tid)["state"] == "running")
+    first = wait("assigned", lambda: fleet.task(tid).get("assignee"))
+    wait("claude running", lambda: fleet.task(tid)["state"] == "running")
     time.sleep(1)
     fleet.kill_in(str(first), "--output-format")
     task = _done(fleet, tid, timeout=180)
@@ -328,8 +214,8 @@ def test_killing_claude_fails_the_attempt_and_the_task_is_done_after_all(fleet: 
 
 def test_killing_the_runner_never_runs_the_task_twice_at_once(fleet: Fleet) -> None:
     tid = fleet.add("slow job runnerkill")
-    first = str(_wait("assigned", lambda: fleet.task(tid).get("assignee")))
-    _wait("running", lambda: fleet.task(tid)["state"] == "running")
+    first = str(wait("assigned", lambda: fleet.task(tid).get("assignee")))
+    wait("running", lambda: fleet.task(tid)["state"] == "running")
     fleet.kill_in(first, "agentctl-agent run")
     task = _done(fleet, tid, timeout=180)
     spans = [(h["assigned_at"], h.get("ended_at") or time.time()) for h in task["history"]]
@@ -337,7 +223,7 @@ def test_killing_the_runner_never_runs_the_task_twice_at_once(fleet: Fleet) -> N
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert end <= start + 1.0, spans  # attempts never overlap
     # the runner came back (the supervisor restarted it) and is idle again
-    _wait("the runner back", lambda: any(
+    wait("the runner back", lambda: any(
         a["name"] == first and a["state"] == "idle" and a["alive"]
         for a in fleet.get("agents")["agents"]
     ))  # fmt: skip
@@ -345,7 +231,7 @@ def test_killing_the_runner_never_runs_the_task_twice_at_once(fleet: Fleet) -> N
 
 def test_a_server_and_coordinator_restart_mid_task_loses_no_task(fleet: Fleet) -> None:
     tid = fleet.add("slow job restart")
-    _wait("running", lambda: fleet.task(tid)["state"] == "running")
+    wait("running", lambda: fleet.task(tid)["state"] == "running")
     fleet.restart_server()  # kill -9 of the server and its coordinator, then start again
     assert fleet.task(tid)["state"] in {"running", "assigned", "queued", "done"}
     _done(fleet, tid, timeout=180)

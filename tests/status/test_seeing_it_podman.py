@@ -25,7 +25,7 @@ import pytest
 
 from agentctl_swarm.model.server import ScriptedModel
 from tests.conftest import AGENTCTL, REPO, cleanup_fleet
-from tests.integration.test_tasks import _free_port, _wait
+from tests.integration.helpers import free_port, wait
 
 pytestmark = pytest.mark.podman
 
@@ -82,7 +82,7 @@ class Live:
 def live(tmp_path_factory, podman_backend, agent_image) -> Iterator[Live]:
     tmp = tmp_path_factory.mktemp("seeing")
     name = f"s{os.getpid() % 100000}"
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "AGENTCTL_STATE_DIR": str(tmp / "state"),
@@ -117,7 +117,7 @@ agents:
                 stdout=subprocess.DEVNULL, stderr=(tmp / "up.log").open("w"), cwd=REPO, env=env,
             )  # fmt: skip
             fleet = Live(name, file, env, f"ws://127.0.0.1:{port}", up)
-            _wait("an idle builder", lambda: _quiet(fleet.row)["state"] == "idle", timeout=120)
+            wait("an idle builder", lambda: _quiet(fleet.row)["state"] == "idle", timeout=120)
             yield fleet
     finally:
         if up is not None and up.poll() is None:
@@ -143,9 +143,9 @@ def test_status_follows_an_agent_through_a_task(live: Live) -> None:
     added = live.agentctl("task", "add", "please write seen.txt", "--role", "builder",
                           "--server", live.url)  # fmt: skip
     live.task = added.stdout.strip().splitlines()[-1]
-    busy = _wait("the builder at work", lambda: (r := live.row())["state"] in BUSY and r, 60)
+    busy = wait("the builder at work", lambda: (r := live.row())["state"] in BUSY and r, 60)
     assert busy["task"] == live.task  # type: ignore[index]
-    done = _wait("the builder idle again", lambda: (
+    done = wait("the builder idle again", lambda: (
         (r := live.row())["state"] == "idle" and r["tokens"] > 0 and r), 90)  # fmt: skip
     assert done["task"] is None and done["cost_usd"] > 0  # type: ignore[index]
     totals = live.status()["totals"]

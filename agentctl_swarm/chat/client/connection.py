@@ -249,10 +249,16 @@ def _decode(raw: str | bytes) -> dict[str, Any] | None:
     JSON, non-finite numbers, nesting too deep) is logged and skipped, never raised into
     the read loop."""
     try:
-        return protocol.decode_server_frame(raw)
+        frame = protocol.decode_server_frame(raw)
     except protocol.ProtocolError as exc:
         log_event(log, "chat.client.bad_frame", level=logging.WARNING, error=exc.message)
         return None
+    if frame["type"] == "ERROR" and not isinstance(frame.get("code"), str):
+        # An ERROR without a code answers no request; taken as one it would fail
+        # whatever call happens to be waiting (a JOIN, a PING) with a garbage error.
+        log_event(log, "chat.client.bad_frame", level=logging.WARNING, error="ERROR without a code")
+        return None
+    return frame
 
 
 def _reason(exc: BaseException) -> str:
