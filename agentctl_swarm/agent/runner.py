@@ -23,8 +23,8 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -36,6 +36,7 @@ from agentctl_swarm.agent.claude_stream import Outcome, StreamState, redactor
 from agentctl_swarm.agent.runner_core import End, RunnerCore, RunResult, Work
 from agentctl_swarm.agent.secret_env import secret_values
 from agentctl_swarm.chat.client import AgentChatClient
+from agentctl_swarm.chat.client.errors import ChatError, NotConnected, ServerError
 from agentctl_swarm.chat.identity import load_or_create
 from agentctl_swarm.config import AgentChatSettings, EnvSettings, load_settings
 from agentctl_swarm.coordinator import grammar as g
@@ -49,6 +50,11 @@ from agentctl_swarm.core.retry import retrying_async
 log = logging.getLogger("agentctl.runner")
 
 STREAM_LINE_LIMIT = 64 * 1024 * 1024
+#: A report (DONE, FAIL, ...) is sent until the server echoes it: this long for each
+#: echo, this many sends at most (about 10 minutes), this pause after a RATE_LIMITED.
+REPORT_ECHO_TIMEOUT = 15.0
+REPORT_TRIES = 40
+REPORT_PAUSE = 1.1
 
 
 class RunnerSettings(EnvSettings):
@@ -106,6 +112,7 @@ class Runner:
         self.run_dir = cfg.state_dir / "run"
         self.record = cfg.state_dir / "runner.json"
         self._last_status = 0.0
+        self._reporting: str | None = None  # a task whose report awaits the server's echo
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -120,7 +127,7 @@ class Runner:
         self.client = await self._connect()
         await self._join()
         if interrupted is not None:
-            await self._post(interrupted)
+            await self._report(interrupted)
         log_event(log, "runner.idle", agent=self.cfg.agent, role=self.cfg.role)
         beats = asyncio.create_task(self._heartbeats(), name="heartbeats")
         reader = asyncio.create_task(self._read(), name="reader")
@@ -197,9 +204,43 @@ class Runner:
         with contextlib.suppress(AgentctlError):
             await self.client.send(self.cfg.channel, g.format_lines(msgs))
 
+    async def _report(self, *msgs: g.Message) -> None:
+        """Post how a task ended (DONE, FAIL, ...) until the server echoes it. A message
+        the client wrote to a socket that then died (a server stalled or cut off for a
+        while) is gone, and a lost DONE has the coordinator give a finished task to
+        someone else. Meanwhile the heartbeats say "demoting" with the task's id, so the
+        coordinator does not take the idle runner for one that lost its task. A second
+        copy that arrives after all is ignored by the coordinator (not the assignee's
+        task any more)."""
+        client = self.client
+        if not msgs or client is None:
+            return
+        text = g.format_lines(msgs)
+        self._reporting = next((m.id for m in msgs if getattr(m, "id", None)), None)
+
+        async def once() -> None:
+            if client.closed or client.displaced:  # for good: no reconnect will come
+                raise ChatError("the chat client is closed")
+            await client.send(self.cfg.channel, text, echo=True, timeout=REPORT_ECHO_TIMEOUT)
+
+        try:
+            if not await send_confirmed(once):
+                log.warning("the server never took the report %r", text[:200])
+        except AgentctlError as exc:  # the client is closed: nothing more to do
+            log.warning("could not post the report %r: %s", text[:200], exc)
+        finally:
+            self._reporting = None
+
+    def _beat(self) -> g.Message:
+        beat = self.core.heartbeat()
+        if self._reporting is not None and beat.id is None:
+            return g.Heartbeat(agent=beat.agent, role=beat.role, state="demoting",
+                               id=self._reporting)  # fmt: skip
+        return beat
+
     async def _heartbeats(self) -> None:
         while True:
-            await self._post(self.core.heartbeat())
+            await self._post(self._beat())
             await asyncio.sleep(self.cfg.heartbeat_interval)
 
     async def _read(self) -> None:
@@ -279,7 +320,8 @@ class Runner:
         if not work.probe:
             await self._release_gate(work)
         self.active = None
-        await self._apply(self.core.on_run_end(result))
+        fx = self.core.on_run_end(result)  # only lines to post: the report
+        await self._report(*fx.send)
         log_event(
             log,
             "runner.demoted",
@@ -316,9 +358,13 @@ class Runner:
         text = work.prompt if work.probe else prompt.build_prompt(ctx)
         result = await self._spawn(work, text, session, resumed)
         if not work.probe:
-            committed = await asyncio.to_thread(self._commit_leftovers, work)
+            committed, unsaved = await asyncio.to_thread(self._commit_leftovers, work)
             if committed:
                 log_event(log, "runner.committed", task=work.task_id, commit=committed)
+            if unsaved and result.end is End.SUCCESS:
+                # DONE without the commit would lose the work for good (the sync only
+                # brings out commits and what is on disk): give the task back instead.
+                result = replace(result, end=End.UNSAVED, detail=unsaved)
             notes = prompt.finished_context(
                 ctx,
                 outcome=result.end.value,
@@ -510,10 +556,11 @@ class Runner:
         except proc.CommandFailed as exc:
             log.warning("could not switch to %s: %s", branch, exc)
 
-    def _commit_leftovers(self, work: Work) -> str | None:
-        """Commit what the run left uncommitted, so the sync brings it out."""
+    def _commit_leftovers(self, work: Work) -> tuple[str | None, str | None]:
+        """Commit what the run left uncommitted, so the sync brings it out. Returns
+        (the new commit or None, why it could not be saved or None)."""
         if not (self.cfg.workspace / ".git").exists():
-            return None
+            return None, None
         try:
             self._git("add", "-A")
             if (
@@ -524,7 +571,7 @@ class Runner:
                 ).returncode
                 == 0
             ):
-                return None
+                return None, None
             who = [
                 "-c",
                 f"user.name={self.cfg.agent}",
@@ -537,10 +584,10 @@ class Runner:
                  "commit", "-q", "--no-verify", "-m", message],
                 timeout=60,
             )  # fmt: skip
-            return self._git("rev-parse", "--short", "HEAD")
+            return self._git("rev-parse", "--short", "HEAD"), None
         except proc.CommandFailed as exc:
             log.warning("could not commit leftover work of %s: %s", work.task_id, exc)
-            return None
+            return None, str(exc)[-300:]
 
     # ------------------------------------------------------------------ runner.json
 
@@ -575,12 +622,15 @@ class Runner:
         atomic_write(self.record, json.dumps(record, indent=2) + "\n")
 
     def _session_for(self, work: Work) -> tuple[str, bool]:
-        """A task interrupted here (runner killed, agent stopped) resumes its session."""
+        """A task interrupted here (runner killed, agent stopped) resumes its session,
+        when Claude Code saved it: killed early, it may not have written the session's
+        transcript yet, and `--resume` of an unknown session fails the attempt at once
+        (a retry spent on nothing). Then the task starts afresh."""
         record = self._load_record()
         session = record.get("session")
         same = record.get("task") == work.task_id and isinstance(session, str)
         sessions = self.cfg.state_dir / claude_cli.CONFIG_SUBDIR / "projects"
-        if same and not work.probe and sessions.exists():
+        if same and not work.probe and any(sessions.glob(f"*/{session}.jsonl")):
             return str(session), True
         return str(uuid.uuid4()), False
 
@@ -591,8 +641,8 @@ class Runner:
             return None
         task = str(record["task"])
         work = Work(task_id=task, prompt="", attempt=int(record.get("attempt") or 1))
-        committed = self._commit_leftovers(work)
-        log_event(log, "runner.recovered", task=task, commit=committed)
+        committed, unsaved = self._commit_leftovers(work)
+        log_event(log, "runner.recovered", task=task, commit=committed, unsaved=unsaved)
         record["active"] = False
         atomic_write(self.record, json.dumps(record, indent=2) + "\n")
         return g.Fail(
@@ -601,6 +651,37 @@ class Runner:
             reason="crash",
             text="the runner restarted while the task ran; its work was committed",
         )
+
+
+async def send_confirmed(
+    send: Callable[[], Awaitable[object]], *, tries: int = REPORT_TRIES, pause: float = REPORT_PAUSE
+) -> bool:
+    """Call ``send`` (a send that waits for the server's echo) until the server takes
+    the message; False when it gave up.
+
+    No echo in time (TimeoutError) or the connection lost while waiting for it
+    (NotConnected): send again (after ``pause``), the copy may have gone out on a socket
+    that died before the server read it; the chaos suite saw DONEs lost so when the
+    server stalled for a minute, and the coordinator ran both finished tasks again.
+    RATE_LIMITED: send again after ``pause``. Any other refusal is final."""
+    for attempt in range(tries):
+        last = attempt == tries - 1
+        try:
+            await send()
+            return True
+        except TimeoutError:
+            if last:
+                return False
+        except NotConnected:
+            if last:
+                return False
+            await asyncio.sleep(pause)
+        except ServerError as exc:
+            if exc.code != "RATE_LIMITED" or last:
+                log.warning("report refused by the server: %s", exc)
+                return False
+            await asyncio.sleep(pause)
+    return False
 
 
 _ENDS = {

@@ -52,6 +52,9 @@ class End(StrEnum):
     API_ERROR = "api_error"
     CANCELLED = "cancelled"
     SHUTDOWN = "shutdown"
+    #: The run succeeded but its work could not be committed (a full disk, a broken
+    #: workspace): not done, and not this task's fault, so it is given back.
+    UNSAVED = "unsaved"
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ class RunnerCore:
             if msg.id is None:
                 return fx  # the coordinator gives it an id and announces it again
             self._remember(msg)
-            mine = msg.role in (None, self.role)
+            mine = g.role_matches(msg.role, self.role)
             if mine and self.phase is Phase.IDLE and msg.id not in self.claimed:
                 self.claimed.add(msg.id)
                 fx.send.append(g.Claim(id=msg.id, agent=self.agent, role=self.role))
@@ -221,4 +224,9 @@ class RunnerCore:
             return g.Quota(id=tid, agent=me, retry_after=r.retry_after, text=r.detail[:500])
         if r.end is End.SHUTDOWN:
             return g.Unclaim(id=tid, agent=me, reason="agent shutting down")
+        if r.end is End.UNSAVED:
+            # Given back without spending an attempt; the coordinator's cool-down sends
+            # it to another agent first, whose workspace may be fine.
+            return g.Unclaim(id=tid, agent=me, reason="could not save the work",
+                             text=r.detail[:500])  # fmt: skip
         return g.Fail(id=tid, agent=me, reason=r.end.value, text=r.detail[:500], **usage)

@@ -1,11 +1,10 @@
 """The fleet's events log: every decision the controller takes, with its reason.
 
 One JSON object per line in ``<state dir>/events/<fleet>.jsonl``, appended by `agentctl
-up` (and by `apply`, `scale`, `restart`), read by `agentctl events [-f]` and `agentctl
-status`. A line is written whole with one ``write`` on an ``O_APPEND`` descriptor, so
-readers never see half a line and several writers do not interleave. The file is rotated
-at ``MAX_BYTES`` (one old generation kept), so a fleet left running for weeks does not
-fill the disk.
+up` (the only writer today), read by `agentctl events [-f]`. A line is written whole
+with one ``write`` on an ``O_APPEND`` descriptor, so readers never see half a line and
+several writers do not interleave. The file is rotated at ``MAX_BYTES`` (one old
+generation kept), so a fleet left running for weeks does not fill the disk.
 
 Fields: ``time`` (ISO, UTC), ``fleet``, ``event`` (dotted name, e.g. ``health.restart``),
 ``agent`` (when about one), ``reason`` (words for people), and any other fields.

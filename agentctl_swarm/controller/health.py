@@ -210,6 +210,16 @@ class HealthMonitor:
         h.reason = f"degraded: {why}; `agentctl restart {agent}` clears it"
         return Decision(agent, Verdict.DEGRADED, h.reason)
 
+    def next_start(self, now: float) -> float | None:
+        """The earliest time after ``now`` at which an exited agent's backoff is over (the
+        controller looks again then, not only on its next interval); None if none waits."""
+        due = [
+            h.next_start_at
+            for h in self.agents.values()
+            if not h.degraded and h.next_start_at is not None and h.next_start_at > now
+        ]
+        return min(due, default=None)
+
     def snapshot(self) -> dict[str, dict[str, object]]:
         return {name: h.to_dict() for name, h in sorted(self.agents.items())}
 

@@ -123,6 +123,7 @@ class FleetUp:
         self._watching = threading.Event()
         self._noted: dict[tuple[str, str], str] = {}  # (agent, kind) -> last reason told
         self._started = time.time()
+        self._board_answered = True  # the last read of the coordinator's board worked
         self._stats: dict[str, ContainerStats] = {}  # this pass's memory/CPU samples
 
     @property
@@ -167,23 +168,32 @@ class FleetUp:
             self._start_sync()
             self._watch_events(asyncio.get_running_loop())
             while not stop.is_set():
+                # cleared before the pass looks, so an event during the pass (an agent
+                # that died after the pass listed it running) starts the next one at once
+                self.wake.clear()
                 if self.reload_requested:
                     self.reload_requested = False
                     await self._reload(gate)
                 await self._pass(control, gate)
-                self.wake.clear()
                 waits = {
                     asyncio.ensure_future(stop.wait()),
                     asyncio.ensure_future(self.wake.wait()),
                 }
                 _, pending = await asyncio.wait(
-                    waits, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED
+                    waits, timeout=self._until_next_pass(), return_when=asyncio.FIRST_COMPLETED
                 )
                 for task in pending:
                     task.cancel()
             await self._drain()
         finally:
             await self._stop_all(control)
+
+    def _until_next_pass(self) -> float:
+        """Seconds to the next pass: the interval, or less when an exited agent's backoff
+        is over sooner (its start must not wait for the next interval)."""
+        now = time.time()
+        due = self.health.next_start(now)
+        return self.interval if due is None else max(0.0, min(self.interval, due - now))
 
     def _settings(self) -> Settings:
         return self.settings.model_copy(update={"server_url": self._url})
@@ -210,6 +220,7 @@ class FleetUp:
             return
         for agent in take_clear_requests(self.settings.state_dir, self.fleet.name):
             self.health.clear(agent)
+            self._noted.pop((agent, "degraded"), None)  # a new crash loop is told again
             self.events.emit("health.cleared", agent=agent, reason="restarted by a person")
         for node, why in self.backend.unreachable.items():
             self._note(node, "node", f"node {node} does not answer ({why}); its agents are "
@@ -269,6 +280,7 @@ class FleetUp:
             )
             decision = self.health.assess(facts, now)
         if decision.verdict is Verdict.START:
+            self._noted.pop((agent, "wait"), None)  # the next crash's backoff is told again
             self.events.emit("health.start", agent=agent, reason=decision.reason,
                              restarts=self.health.health(agent).restarts)  # fmt: skip
             return [Action(Kind.START, observed.name, agent, decision.reason, observed=observed)]
@@ -310,7 +322,8 @@ class FleetUp:
         if view is None:
             running = observed is not None and observed.running
             young = time.time() - self._started < 3 * self.fleet.work.heartbeat_interval
-            return running and young
+            # a board that does not answer knows nothing: busy, as apply.busy_agents says
+            return running and (young or not self._board_answered)
         return bool(view.get("task")) or view.get("state") in BUSY_STATES
 
     def _facts(self, observed: ObservedContainer, view: dict[str, Any] | None) -> AgentFacts:
@@ -387,6 +400,7 @@ class FleetUp:
 
                 doc = await asyncio.to_thread(read, board_url(self._url), "agents", timeout=5)
         except AgentctlError as exc:
+            self._board_answered = False
             self._note(
                 "-",
                 "board",
@@ -394,6 +408,7 @@ class FleetUp:
                 event="up.board_unreachable",
             )
             return {}
+        self._board_answered = True
         agents = doc.get("agents", []) if isinstance(doc, dict) else []
         return {a["name"]: a for a in agents if isinstance(a, dict) and "name" in a}
 
@@ -508,10 +523,11 @@ class FleetUp:
         def watch() -> None:
             while not self._watching.is_set():
                 try:
-                    for _event in self.backend.events(self.fleet.name):
+                    for event in self.backend.events(self.fleet.name):
                         if self._watching.is_set():
                             return
-                        loop.call_soon_threadsafe(self.wake.set)
+                        if wakes(event):
+                            loop.call_soon_threadsafe(self.wake.set)
                 except Exception:  # the stream broke (Podman restarted): watch again
                     time.sleep(2)
 
@@ -584,6 +600,14 @@ class FleetUp:
         if default is not None and default.memory is not None:
             limits.append(default.memory)
         return max((parse_memory(m) for m in limits), default=512 * 1024**2)
+
+
+def wakes(event: dict[str, Any]) -> bool:
+    """Does this Podman event of the fleet's call for a look now? Not the execs (the
+    sync-daemon's, a session check's, anyone's `podman exec`): they change nothing up
+    decides about, and a pass that checks a session would otherwise wake itself."""
+    action = str(event.get("Action") or event.get("status") or "")
+    return not action.startswith("exec")
 
 
 def _find_coordinator(handle: Any) -> Any:

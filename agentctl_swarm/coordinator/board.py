@@ -51,9 +51,6 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 ACTIVE_STATES = frozenset({ASSIGNED, RUNNING})
 FINAL_STATES = frozenset({DONE, FAILED, CANCELLED})
-#: A task with this role may be claimed by any agent; agents with it claim anything.
-ANY_ROLE = "any"
-_WILDCARD_ROLES = frozenset({ANY_ROLE, "general", "*"})
 
 
 def new_task_id() -> str:
@@ -627,7 +624,7 @@ class Board:
         tid = msg.id or self._new_id()
         old = self.tasks.get(tid)
         if old is not None:
-            same = old.prompt == msg.text and old.role == (msg.role or ANY_ROLE)
+            same = old.prompt == msg.text and old.role == (msg.role or g.ANY_ROLE)
             self._log(
                 "debug" if same else "warning",
                 "coordinator.task_duplicate",
@@ -637,7 +634,7 @@ class Board:
             return
         t = TaskRecord(
             id=tid,
-            role=msg.role or ANY_ROLE,
+            role=msg.role or g.ANY_ROLE,
             prompt=msg.text,
             created_at=now,
             priority=msg.priority if msg.priority is not None else cfg.default_priority,
@@ -721,12 +718,7 @@ class Board:
                       why=self.gate() or "agent busy")  # fmt: skip
 
     def _role_ok(self, agent: AgentRecord, t: TaskRecord) -> bool:
-        return (
-            t.role in _WILDCARD_ROLES
-            or agent.role is None
-            or agent.role in _WILDCARD_ROLES
-            or agent.role == t.role
-        )
+        return g.role_matches(t.role, agent.role)
 
     def _eligible(self, agent: AgentRecord, t: TaskRecord, now: float) -> bool:
         return (

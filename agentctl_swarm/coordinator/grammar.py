@@ -61,6 +61,7 @@ __all__ = [
     "merge_rejections",
     "parse_line",
     "parse_message",
+    "role_matches",
 ]
 
 #: Longest line looked at (a long prompt fits; a 2 MB paste of garbage is skipped).
@@ -88,6 +89,25 @@ def is_valid_id(value: object) -> bool:
 def is_valid_name(value: object) -> bool:
     """Agent and role names: 1-64 of ``[A-Za-z0-9_.-]``, starting with a letter or digit."""
     return isinstance(value, str) and _NAME.fullmatch(value) is not None
+
+
+#: The role a task gets when none is named (``agentctl task add`` without ``--role``).
+ANY_ROLE = "any"
+#: Roles that mean "every role", on a task or on an agent (upstream swarms use all three).
+WILDCARD_ROLES = frozenset({ANY_ROLE, "general", "*"})
+
+
+def role_matches(task_role: str | None, agent_role: str | None) -> bool:
+    """Whether an agent of ``agent_role`` may take a task for ``task_role``: the one rule
+    both the coordinator (who may be assigned) and the runner (what to claim) apply, so a
+    task one side calls eligible is never ignored by the other."""
+    return (
+        task_role is None
+        or agent_role is None
+        or task_role in WILDCARD_ROLES
+        or agent_role in WILDCARD_ROLES
+        or task_role == agent_role
+    )
 
 
 class GrammarError(ValueError):

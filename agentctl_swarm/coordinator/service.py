@@ -55,6 +55,9 @@ log = logging.getLogger("agentctl.coordinator")
 
 DEFAULT_CHANNEL = "#work"
 API_PREFIX = "/api/v1/"
+#: Ticks missed in a row (at least a heartbeat interval) that mean the coordinator
+#: itself was not running, so the silence it sees is not the agents'.
+STALL_TICKS = 5
 #: A fresh store (no cursor) applies replayed history only this recent (seconds): old
 #: TASK lines in a long-lived channel must not all run again.
 FRESH_REPLAY_WINDOW_S = 600.0
@@ -346,9 +349,20 @@ class Coordinator:
     async def _ticker(self) -> None:
         client = self.client
         assert client is not None
+        last = self.clock()
         while True:
             await asyncio.sleep(self.options.tick_interval)
             now = self.clock()
+            gap, last = now - last, now
+            if gap > max(STALL_TICKS * self.options.tick_interval,
+                         self.board.config.heartbeat_interval):  # fmt: skip
+                # We were not watching (this process stalled or was suspended, the
+                # machine slept): the agents' silence over the gap is ours, not theirs.
+                # Without this, a server that hung for a minute came back and requeued
+                # every assigned task at once, finished ones included (chaos suite).
+                log_event(log, "coordinator.stalled", level=logging.WARNING,
+                          seconds=round(gap, 1))  # fmt: skip
+                self._apply(self.board.reconnected(now))
             if client.reconnects != self._reconnects_seen and client.connected:
                 self._reconnects_seen = client.reconnects
                 log_event(log, "coordinator.reconnected", reconnects=client.reconnects)

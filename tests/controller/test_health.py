@@ -93,3 +93,19 @@ def test_the_state_survives_a_restart_of_up() -> None:
     again = HealthMonitor.restore(10, {"agents": m.snapshot()})
     assert again.health(A).restarts == m.health(A).restarts
     assert again.health(A).restart.backoff == m.health(A).restart.backoff
+
+
+def test_next_start_is_the_earliest_backoff_still_to_come() -> None:
+    m = HealthMonitor(heartbeat_interval=10)
+    now = 1_000_000.0
+    assert m.next_start(now) is None  # nothing waits: the controller keeps its interval
+    m.assess(AgentFacts(A, "running"), now)
+    first = m.assess(AgentFacts(A, "exited", exit_code=1), now + 5)
+    assert first.verdict is Verdict.WAIT
+    m.assess(AgentFacts("swarm-builder-001", "running"), now)
+    m.assess(AgentFacts("swarm-builder-001", "exited", exit_code=1), now + 5.5)
+    # the controller wakes when the first delay is over, not on its next interval
+    assert m.next_start(now + 5.2) == now + 5 + first.delay
+    # past due times do not count (a stale entry must not make the controller spin)
+    assert m.next_start(now + 6.2) == now + 6.5
+    assert m.next_start(now + 7) is None

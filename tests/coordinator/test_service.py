@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -319,3 +320,31 @@ def test_http_reads() -> None:
 
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip("process tests need Linux signals")
+
+
+async def test_a_coordinator_that_stalled_does_not_take_the_silence_for_dead_agents(
+    make_chat_server, peers, tmp_path
+):
+    """Found by the chaos suite: the server (and its coordinator) hung for a minute, and
+    on waking its first tick saw every agent silent for a minute and requeued their
+    tasks, which they had meanwhile finished, so each ran twice. The clock here jumps
+    the way it does for a process that was suspended."""
+    ident = Identity.generate("coordinator")
+    srv = trusted_server(make_chat_server, ident)
+    skew = [0.0]
+    board = BoardConfig(heartbeat_interval=2, heartbeat_misses=3)
+    opts = {"paced": False, "board": board, "tick_interval": 0.2}
+    async with running(srv.url, ident, tmp_path / "c.db", **opts) as coord:
+        coord.clock = lambda: time.time() + skew[0]
+        person = await peers(srv.url, "alice")
+        runner = await peers(srv.url, "swarm-builder-000")
+        await person.say("TASK id=t-1 role=builder -- write hello")
+        await runner.wait_for(lambda m: isinstance(m, g.Task) and m.id == "t-1")
+        await runner.say("CLAIM id=t-1 agent=swarm-builder-000 role=builder")
+        await runner.wait_for(is_answer("swarm-builder-000", "t-1"))
+        skew[0] = 60.0  # the coordinator slept a minute; the runner said nothing meanwhile
+        await asyncio.sleep(1.0)  # ticks after the jump, before the runner speaks again
+        await runner.say("HEARTBEAT agent=swarm-builder-000 role=builder state=promoting id=t-1")
+        await until(lambda: coord.board.agents["swarm-builder-000"].last_seen > time.time() + 30)
+        t = coord.board.tasks["t-1"]
+        assert (t.state, t.assignee, len(t.history)) == ("assigned", "swarm-builder-000", 1)

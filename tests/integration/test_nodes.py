@@ -30,7 +30,7 @@ pytestmark = pytest.mark.podman
 WORK = (
     "cd /workspace && "
     "git -c user.email=a@example.com -c user.name=$AGENTCTL_AGENT commit -q --allow-empty "
-    "-m \"work of $AGENTCTL_AGENT\"; exec sleep infinity"
+    '-m "work of $AGENTCTL_AGENT"; exec sleep infinity'
 )
 
 

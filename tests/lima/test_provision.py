@@ -66,12 +66,14 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def podman(*args: str, check: bool = True, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
-    r = subprocess.run(
-        ["podman", *args], capture_output=True, text=True, timeout=timeout, **kw
-    )
+def podman(
+    *args: str, check: bool = True, timeout: float = 120, **kw
+) -> subprocess.CompletedProcess:
+    r = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, **kw)
     if check and r.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args[:3])} ... -> {r.returncode}\n{r.stdout}\n{r.stderr}")
+        raise AssertionError(
+            f"podman {' '.join(args[:3])} ... -> {r.returncode}\n{r.stdout}\n{r.stderr}"
+        )
     return r
 
 
@@ -124,13 +126,28 @@ def wheelhouse() -> Path:
         for name in ("pyproject.toml", "README.md"):
             shutil.copy2(REPO / name, src / name)
         shutil.copytree(
-            REPO / "agentctl_swarm", src / "agentctl_swarm",
+            REPO / "agentctl_swarm",
+            src / "agentctl_swarm",
             ignore=shutil.ignore_patterns("__pycache__"),
         )
         r = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
-             "-w", str(out), str(src), "setuptools>=68", "wheel"],
-            capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "-q",
+                "--disable-pip-version-check",
+                "-w",
+                str(out),
+                str(src),
+                "setuptools>=68",
+                "wheel",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
         )
         if r.returncode != 0:
             _unavailable(f"building wheels on the host failed:\n{r.stderr[-2000:]}")
@@ -170,11 +187,21 @@ def node_image(podman_ready) -> Iterator[str]:
             f"FROM {BASE_IMAGE}\n"
             "RUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q"
             f" --no-install-recommends {NODE_IMAGE_PACKAGES} && apt-get clean\n"
-            f'RUN useradd -m -d {HOME} -u {UID} -s /bin/bash {USER}\n'
+            f"RUN useradd -m -d {HOME} -u {UID} -s /bin/bash {USER}\n"
             'STOPSIGNAL SIGRTMIN+3\nCMD ["/sbin/init"]\n'
         )
-        podman("build", "--network", "host", "--pull=never", "--label", LABEL,
-               "-t", image, ctx, timeout=600)
+        podman(
+            "build",
+            "--network",
+            "host",
+            "--pull=never",
+            "--label",
+            LABEL,
+            "-t",
+            image,
+            ctx,
+            timeout=600,
+        )
     try:
         yield image
     finally:
@@ -192,15 +219,20 @@ class Node:
     runs: list[subprocess.CompletedProcess] = field(default_factory=list)
     manifests: list[str] = field(default_factory=list)
 
-    def sh(self, script: str, *, check: bool = True, timeout: float = 120, env=()) -> subprocess.CompletedProcess:
+    def sh(
+        self, script: str, *, check: bool = True, timeout: float = 120, env=()
+    ) -> subprocess.CompletedProcess:
         envs = [a for k, v in env for a in ("-e", f"{k}={v}")]
         return podman("exec", *envs, self.name, "bash", "-c", script, check=check, timeout=timeout)
 
-    def as_user(self, script: str, *, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    def as_user(
+        self, script: str, *, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
         return self.sh(
             f"cd {HOME} && runuser -u {USER} -- env HOME={HOME} XDG_RUNTIME_DIR=/run/user/{UID} "
             f"DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{UID}/bus bash -c {sh_quote(script)}",
-            check=check, timeout=timeout,
+            check=check,
+            timeout=timeout,
         )
 
     def provision(self) -> subprocess.CompletedProcess:
@@ -209,21 +241,40 @@ class Node:
         for entry in tmpl["provision"]:
             if entry["mode"] == "data":
                 perms = str(entry.get("permissions", "644"))
-                self.sh(f"install -D -m {perms} -o root -g root "
-                        f"{SOURCE_MOUNT}/lima/{entry['file']} {entry['path']}")
+                self.sh(
+                    f"install -D -m {perms} -o root -g root "
+                    f"{SOURCE_MOUNT}/lima/{entry['file']} {entry['path']}"
+                )
         (script,) = [p["script"] for p in tmpl["provision"] if p["mode"] == "system"]
         params = {**tmpl.get("param", {}), **self.params}
-        podman("exec", "-i", self.name, "bash", "-c",
-               "cat > /root/lima-system-script && chmod 700 /root/lima-system-script",
-               input=render(script, params))
+        podman(
+            "exec",
+            "-i",
+            self.name,
+            "bash",
+            "-c",
+            "cat > /root/lima-system-script && chmod 700 /root/lima-system-script",
+            input=render(script, params),
+        )
         # This host's cgroups are v1, so rootless Podman in the node cannot apply limits;
         # the client provisioning stops there unless told to accept that (a Lima VM boots
         # with cgroup v2 and needs no such setting). The opt-out lands in node.env.
         r = podman(
-            "exec", "-e", "PIP_NO_INDEX=1", "-e", f"PIP_FIND_LINKS={WHEELS_MOUNT}",
-            "-e", f"AGENTCTL_NODE_PORT={self.port}", "-e", "AGENTCTL_NODE_SOURCE_WAIT=10",
-            "-e", "AGENTCTL_ALLOW_UNENFORCED_LIMITS=1",
-            self.name, "/root/lima-system-script", check=False, timeout=900,
+            "exec",
+            "-e",
+            "PIP_NO_INDEX=1",
+            "-e",
+            f"PIP_FIND_LINKS={WHEELS_MOUNT}",
+            "-e",
+            f"AGENTCTL_NODE_PORT={self.port}",
+            "-e",
+            "AGENTCTL_NODE_SOURCE_WAIT=10",
+            "-e",
+            "AGENTCTL_ALLOW_UNENFORCED_LIMITS=1",
+            self.name,
+            "/root/lima-system-script",
+            check=False,
+            timeout=900,
         )
         self.runs.append(r)
         # the whole output, for a look after a failure (the assertions show its tail)
@@ -261,10 +312,22 @@ def start_node(
 ) -> Node:
     node = Node(role, f"agentctl-lima-test-{role}-{TOKEN}", free_port(), params)
     podman(
-        "run", "-d", "--name", node.name, "--label", LABEL, "--systemd=always",
-        "--network", "host", *[a for c in caps for a in ("--cap-add", c)],
-        "-v", f"{clone}:{SOURCE_MOUNT}:ro", "-v", f"{wheels}:{WHEELS_MOUNT}:ro",
-        "--pull=never", image,
+        "run",
+        "-d",
+        "--name",
+        node.name,
+        "--label",
+        LABEL,
+        "--systemd=always",
+        "--network",
+        "host",
+        *[a for c in caps for a in ("--cap-add", c)],
+        "-v",
+        f"{clone}:{SOURCE_MOUNT}:ro",
+        "-v",
+        f"{wheels}:{WHEELS_MOUNT}:ro",
+        "--pull=never",
+        image,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -298,7 +361,10 @@ def client(node_image, clone, wheelhouse, server) -> Iterator[Node]:
     # Rootless Podman inside a container needs CAP_SYS_ADMIN (user namespaces, mounts);
     # a VM has no such limit. The client reports to the test's server node.
     node = start_node(
-        node_image, "client", clone, wheelhouse,
+        node_image,
+        "client",
+        clone,
+        wheelhouse,
         {"serverUrl": f"ws://127.0.0.1:{server.port}", "buildImages": "false"},
         caps=("SYS_ADMIN",),
     )
@@ -416,12 +482,14 @@ def test_client_runtime_follows_the_cgroup_layout(client):
     # on cgroup v2 (a Lima VM) crun works and nothing is written.
     hybrid = client.sh("grep -qs ' /sys/fs/cgroup/unified cgroup2 ' /proc/self/mounts", check=False)
     dropin = f"{HOME}/.config/containers/containers.conf.d/50-agentctl.conf"
-    runtime = client.as_user("podman info --format json | python3 -c "
-                             "'import json,sys; print(json.load(sys.stdin)[\"host\"][\"ociRuntime\"][\"name\"])'")
+    runtime = client.as_user(
+        "podman info --format json | python3 -c "
+        '\'import json,sys; print(json.load(sys.stdin)["host"]["ociRuntime"]["name"])\''
+    )
     # ... and the user's API service (what agentctl talks to) was restarted to use it
     api = client.as_user(
         f"podman --url unix:///run/user/{UID}/podman/podman.sock info --format json | python3 -c "
-        "'import json,sys; print(json.load(sys.stdin)[\"host\"][\"ociRuntime\"][\"name\"])'"
+        '\'import json,sys; print(json.load(sys.stdin)["host"]["ociRuntime"]["name"])\''
     )
     if hybrid.returncode == 0:
         assert 'runtime = "runc"' in client.sh(f"cat {dropin}").stdout
@@ -436,15 +504,17 @@ def test_client_runtime_follows_the_cgroup_layout(client):
 def test_a_rerun_by_hand_keeps_the_nodes_settings(client):
     # What lima/README.md tells users to run after `git pull` (without reboot).
     r = client.sh(
-        "/usr/local/lib/agentctl-node/node.sh client --user \"$(id -un 501)\" --images no",
+        '/usr/local/lib/agentctl-node/node.sh client --user "$(id -un 501)" --images no',
         env=[("PIP_NO_INDEX", "1"), ("PIP_FIND_LINKS", WHEELS_MOUNT)],
-        check=False, timeout=300,
+        check=False,
+        timeout=300,
     )
     assert r.returncode == 0, output(r)
     assert "provision: done: 0 change(s)" in r.stdout, r.stdout
-    assert f"AGENTCTL_SERVER_URL={client.params['serverUrl']}" in client.sh(
-        "cat /etc/agentctl/node.env"
-    ).stdout
+    assert (
+        f"AGENTCTL_SERVER_URL={client.params['serverUrl']}"
+        in client.sh("cat /etc/agentctl/node.env").stdout
+    )
 
 
 def test_client_delegates_cgroup_controllers_to_user_managers(client):

