@@ -51,7 +51,9 @@ from tests.integration.helpers import (  # noqa: E402
     is_claude,
     is_runner,
     is_supervisor,
+    seed_repo,
     start_server,
+    task_env,
     wait,
 )
 
@@ -223,20 +225,8 @@ def chaos_fleet(tmp: Path, name: str | None = None) -> Iterator[ChaosFleet]:
     name = name or f"c{os.getpid() % 100000}"
     port = free_port()
     url, http = f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}"
-    host_repo = tmp / "project"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(host_repo)], check=True)
-    (host_repo / "README.md").write_text("# project\n")
-    subprocess.run(["git", "-C", str(host_repo), "add", "."], check=True)
-    subprocess.run(
-        ["git", "-C", str(host_repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit",
-         "-qm", "start"], check=True,
-    )  # fmt: skip
-    env = {
-        **os.environ,
-        "AGENTCTL_STATE_DIR": str(tmp / "state"),
-        "ANTHROPIC_API_KEY": "scripted-model-key",
-        "AGENTCTL_LOG_FORMAT": "json",
-    }
+    host_repo = seed_repo(tmp / "project")
+    env = task_env(tmp / "state")
     server_args = [
         "--port", str(port), "--data-dir", str(tmp / "chat"), "--max-active", str(BUILDERS),
         "--heartbeat-interval", "2", "--probe-interval", "3", "--task-retries", "3",

@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import time
 import urllib.request
-from collections.abc import Callable
 
 from tests.conftest import run_agentctl
+from tests.integration.helpers import free_port, wait
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait(what: str, pred: Callable[[], object], timeout: float) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+__all__ = ["free_port", "get", "podman", "run_task"]
 
 
 def get(http: str, path: str) -> dict | None:

@@ -10,6 +10,7 @@ No pytest here: the benchmarks import it as plain Python.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -29,6 +30,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def seed_repo(path: Path) -> Path:
+    """A host git repository with one commit on ``main``: what a fleet's ``repo:`` seeds
+    the agents' workspaces from and where their synced work lands."""
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    (path / "README.md").write_text("# project\n")
+    subprocess.run(["git", "-C", str(path), "add", "."], check=True)
+    subprocess.run(
+        ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t", "commit",
+         "-qm", "start"], check=True,
+    )  # fmt: skip
+    return path
+
+
+def task_env(state_dir: Path) -> dict[str, str]:
+    """The environment of every `agentctl` a task-running fleet test starts: its own
+    state directory, the scripted model's key (a Podman secret of the fleet) and JSON logs."""
+    return {
+        **os.environ,
+        "AGENTCTL_STATE_DIR": str(state_dir),
+        "ANTHROPIC_API_KEY": "scripted-model-key",
+        "AGENTCTL_LOG_FORMAT": "json",
+    }
 
 
 def wait(

@@ -18,7 +18,15 @@ import pytest
 
 from agentctl_swarm.model.server import ScriptedModel
 from tests.conftest import AGENTCTL, REPO, cleanup_fleet
-from tests.integration.helpers import Fleet, answers, free_port, start_server, wait
+from tests.integration.helpers import (
+    Fleet,
+    answers,
+    free_port,
+    seed_repo,
+    start_server,
+    task_env,
+    wait,
+)
 
 pytestmark = pytest.mark.podman
 
@@ -65,20 +73,8 @@ def fleet(tmp_path_factory, podman_backend, agent_image) -> Iterator[Fleet]:
     name = f"k{os.getpid() % 100000}"
     port = free_port()
     url, http = f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}"
-    host_repo = tmp / "project"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(host_repo)], check=True)
-    (host_repo / "README.md").write_text("# project\n")
-    subprocess.run(["git", "-C", str(host_repo), "add", "."], check=True)
-    subprocess.run(
-        ["git", "-C", str(host_repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit",
-         "-qm", "start"], check=True,
-    )  # fmt: skip
-    env = {
-        **os.environ,
-        "AGENTCTL_STATE_DIR": str(tmp / "state"),
-        "ANTHROPIC_API_KEY": "scripted-model-key",
-        "AGENTCTL_LOG_FORMAT": "json",
-    }
+    host_repo = seed_repo(tmp / "project")
+    env = task_env(tmp / "state")
     server_args = [
         "--port", str(port), "--data-dir", str(tmp / "chat"), "--max-active", "1",
         "--heartbeat-interval", "3", "--probe-interval", "3", "--task-retries", "2",
