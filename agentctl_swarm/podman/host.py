@@ -1071,6 +1071,10 @@ def _start_service(action: StartApiService, log_dir: Path | None) -> str:
                 stderr=log,
                 start_new_session=True,
                 close_fds=True,
+                # not the caller's directory: the service outlives it, and once a checkout
+                # it was started from is deleted every container start fails in runc
+                # ("write child: broken pipe")
+                cwd="/",
             )
         pid = service.pid
     try:

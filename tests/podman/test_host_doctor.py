@@ -25,7 +25,9 @@ from agentctl_swarm.podman.host import dropin_path, ping_socket
 AGENTCTL = str(Path(sys.executable).with_name("agentctl"))
 
 
-def run_doctor(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_doctor(
+    *args: str, env: dict[str, str] | None = None, cwd: str | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [AGENTCTL, "doctor", *args],
         capture_output=True,
@@ -33,6 +35,7 @@ def run_doctor(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
         env={**os.environ, "COLUMNS": "200", **(env or {})},
         stdin=subprocess.DEVNULL,
         timeout=180,
+        cwd=cwd,
     )
 
 
@@ -111,13 +114,18 @@ def test_doctor_starts_a_missing_api_socket_once(spare_socket):
     assert "would change" in check.stdout and "podman system service" in check.stdout
     assert not ping_socket(url), "--check must not start anything"
 
-    fix = run_doctor("--no-probe", env=env)
+    checkout = tempfile.mkdtemp(prefix="actl-cwd-")  # doctor run from a checkout ...
+    fix = run_doctor("--no-probe", env=env, cwd=checkout)
     started = re.search(r"\(pid (\d+)\)", fix.stdout)
     if started:
         pids.append(int(started.group(1)))
     assert fix.returncode == 0, fix.stdout + fix.stderr
     assert started and f"started the Podman API service at {url}" in fix.stdout
     assert ping_socket(url)
+    # ... that is deleted later: the service must not live in it (runc then fails every
+    # container start with "write child: broken pipe")
+    shutil.rmtree(checkout)
+    assert os.readlink(f"/proc/{started.group(1)}/cwd") == "/"
 
     again = run_doctor("--no-probe", env=env)
     assert again.returncode == 0
