@@ -9,6 +9,7 @@ causes with ``AGENTCTL_DEBUG=1``.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -18,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from agentctl_swarm.core.errors import EXIT_INTERNAL, AgentctlError, cause_chain
+from agentctl_swarm.core.logs import logs_json
 
 _err = Console(stderr=True, highlight=False)
 
@@ -52,6 +54,12 @@ def run(app: Callable[[], object]) -> None:
     except Exception as exc:  # a bug: keep the user's terminal readable
         if debug:
             raise
+        if logs_json():  # a daemon logging JSON lines: the crash is one more record
+            logging.getLogger("agentctl.cli").critical(
+                "internal error: %s: %s (please report it)", type(exc).__name__, exc,
+                exc_info=exc, extra={"event": "agentctl.internal_error"},
+            )  # fmt: skip
+            raise SystemExit(EXIT_INTERNAL) from None
         print(
             f"agentctl: internal error: {type(exc).__name__}: {exc}\n"
             "(set AGENTCTL_DEBUG=1 to see the traceback, and please report it)",

@@ -183,6 +183,14 @@ def setup_logging(
     return root
 
 
+def logs_json() -> bool:
+    """Whether :func:`setup_logging` was called and writes JSON lines: then a last-resort
+    message (a crash of a daemon) must be a JSON record too, or a log shipper reading
+    the stream gets one line it cannot parse exactly when it matters."""
+    handlers = [h for h in logging.getLogger(ROOT).handlers if getattr(h, _MARK, False)]
+    return any(isinstance(h.formatter, JsonLineFormatter) for h in handlers)
+
+
 def log_event(
     logger: logging.Logger, event: str, *, level: int = logging.INFO, **fields: Any
 ) -> None:

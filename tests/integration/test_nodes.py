@@ -88,6 +88,10 @@ def node2(tmp_path_factory, agent_image) -> Iterator[Node2]:
         node.stop()
         node.podman("rm", "-af", "-t", "0")
         node.podman("system", "reset", "--force")
+        # the overlay driver bind-mounts its directory on itself and `system reset` leaves
+        # that mount: without this, every later pytest run warns it cannot remove it
+        subprocess.run(["umount", "-l", str(node.root / "storage" / "overlay")],
+                       capture_output=True, check=False)  # fmt: skip
         shutil.rmtree(node.root, ignore_errors=True)
 
 
