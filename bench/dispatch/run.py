@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,8 +36,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from agentctl_swarm.model.server import ScriptedModel  # noqa: E402
+from tests.integration.helpers import AGENTCTL, answers, free_port, wait  # noqa: E402
 
-AGENTCTL = [sys.executable, "-m", "agentctl_swarm.cli"]
 SCRIPT = r"""
 conversations:
   - name: slow
@@ -48,12 +47,6 @@ conversations:
   - name: quick
     turns: ["Done."]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def mem_available() -> int:
@@ -130,19 +123,6 @@ def get(http: str, path: str) -> dict:
         return json.loads(resp.read())
 
 
-def wait(what: str, pred, timeout: float = 300) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = pred()
-        except OSError:  # the server is not up yet
-            value = None
-        if value:
-            return value
-        time.sleep(0.2)
-    raise SystemExit(f"bench/dispatch: timed out waiting for {what}")
-
-
 def started_events(env: dict[str, str], fleet: str, agents: int) -> dict[str, float]:
     """task id → when its runner spawned Claude Code (epoch), from the agents' logs."""
     out: dict[str, float] = {}
@@ -208,7 +188,7 @@ agents:
     runtime: claude
 """
             )
-            wait("the server", lambda: get(http, "status"), 60)
+            wait("the server", lambda: answers(http), 60)
             up = subprocess.Popen(
                 [*AGENTCTL, "up", "-f", str(file)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=env,
@@ -253,8 +233,8 @@ agents:
                 [*AGENTCTL, "task", "add", "stay busy", "--role", "builder", "--server", url],
                 capture_output=True, text=True, env=env, cwd=REPO, check=True,
             ).stdout.strip().splitlines()[-1]  # fmt: skip
-            busy = wait("the busy agent", lambda: get(http, f"tasks/{slow}").get("assignee"))
-            wait("its session", lambda: get(http, f"tasks/{slow}")["state"] == "running")
+            busy = wait("the busy agent", lambda: get(http, f"tasks/{slow}").get("assignee"), 300)
+            wait("its session", lambda: get(http, f"tasks/{slow}")["state"] == "running", 300)
             time.sleep(8)
             active_mem = cgroup_memory(f"{fleet}-{busy}")
 
